@@ -1,0 +1,9 @@
+"""``python -m skopos`` runs the ``skopos`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+from skopos._cli import main
+
+sys.exit(main())

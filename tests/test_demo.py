@@ -1,0 +1,60 @@
+"""``skopos demo`` as a user runs it: a subprocess with an embedded PocketBase."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from skopos._embedded import free_port
+from skopos._pb_client import PocketBaseClient
+from skopos._pb_filter import pb_filter
+
+pytestmark = pytest.mark.pocketbase
+SKOPOS = [sys.executable, "-m", "skopos"]
+
+
+def run_demo(directory: Path, port: int) -> str:
+    result = subprocess.run(
+        [*SKOPOS, "demo", "--once", "--dir", str(directory), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_demo_sets_up_a_site_and_is_repeatable(tmp_path: Path) -> None:
+    port = free_port()
+    first = run_demo(tmp_path, port)
+    assert "created collection events" in first
+    tracking_id = re.search(r"tracking id: (\w+)", first)
+    assert tracking_id is not None
+    assert f"PocketBase: http://127.0.0.1:{port}" in first
+
+    second = run_demo(tmp_path, port)
+    assert "schema and settings already up to date" in second
+    assert f"tracking id: {tracking_id.group(1)}" in second
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/api/health")  # --once stopped the server
+
+    # The data survives in the demo directory.
+    from skopos._cli import DEMO_EMAIL, DEMO_PASSWORD
+    from skopos._embedded import EmbeddedPocketBase
+
+    with (
+        EmbeddedPocketBase(
+            tmp_path / "pb_data", email=DEMO_EMAIL, password=DEMO_PASSWORD, port=port
+        ) as server,
+        PocketBaseClient(server.url, DEMO_EMAIL, DEMO_PASSWORD) as client,
+    ):
+        site = client.first_record(
+            "websites", pb_filter("trackingId = {:t}", t=tracking_id.group(1))
+        )
+        assert site is not None
+        assert site["domain"] == "localhost"
