@@ -18,6 +18,8 @@ PUBLIC_API = [
     "PocketBaseValidationError",
     "PocketBaseVersionError",
     "SkoposError",
+    "SkoposSDK",
+    "SkoposStats",
     "__version__",
 ]
 
@@ -37,7 +39,11 @@ def test_public_names_have_docstrings() -> None:
 def test_exception_tree() -> None:
     for name in PUBLIC_API:
         value = getattr(skopos, name)
-        if isinstance(value, type) and value is not skopos.SkoposError:
+        if (
+            isinstance(value, type)
+            and issubclass(value, Exception)
+            and value is not skopos.SkoposError
+        ):
             assert issubclass(value, skopos.SkoposError), name
     assert issubclass(skopos.ConfigurationError, ValueError)
     assert skopos.PocketBaseUnreachable.retryable

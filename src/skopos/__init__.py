@@ -1,7 +1,12 @@
 """Skopos for Python: privacy-first, server-side analytics into PocketBase.
 
-The tracking SDK (``SkoposSDK``) lands in a later release; today the package
-provides the PocketBase schema, ``skopos setup`` and ``skopos demo``.
+Example::
+
+    from skopos import SkoposSDK
+
+    skopos = SkoposSDK.init(pocketbase_url="http://127.0.0.1:8090", site_id="TRACKING_ID",
+                            admin_email="admin@example.com", admin_password="...")
+    skopos.track_api_event(request, payload)
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from skopos._exceptions import (
     PocketBaseVersionError,
     SkoposError,
 )
+from skopos._sdk import SkoposSDK
+from skopos._stats import SkoposStats
 from skopos._version import __version__
 
 __all__ = [
@@ -31,5 +38,7 @@ __all__ = [
     "PocketBaseValidationError",
     "PocketBaseVersionError",
     "SkoposError",
+    "SkoposSDK",
+    "SkoposStats",
     "__version__",
 ]

@@ -543,8 +543,6 @@ class PocketBaseClient:
         )
         if inner_status in (401, 403):
             raise PocketBaseAuthError(message, status=inner_status, data=inner_data)
-        if inner_status == 404:
-            raise PocketBaseNotFound(message, status=inner_status, data=inner_data)
         if inner_status >= 500 or inner_status in _RETRYABLE_STATUSES:
             raise PocketBaseServerError(message, status=inner_status, data=inner_data)
         raise PocketBaseValidationError(

@@ -1,0 +1,67 @@
+"""The worker's units of work: a queued tracking call, and the activity it becomes.
+
+``TrackCall`` is built on the request thread (primitives only); ``Activity``
+is what survives validation, filtering and enrichment in the worker.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from skopos._site_rules import SiteRules
+from skopos._snapshot import RequestSnapshot
+from skopos._user_agent import ClientInfo
+
+__all__ = ["Activity", "ActivityType", "CallKind", "TrackCall"]
+
+CallKind = Literal["api", "server", "identify"]
+ActivityType = Literal["pageView", "custom", "jsError", "identify"]
+
+
+class TrackCall:
+    """One accepted tracking call, as queued by the request thread."""
+
+    __slots__ = ("at", "data", "kind", "name", "payload", "site_id", "snapshot")
+
+    def __init__(
+        self,
+        kind: CallKind,
+        site_id: str,
+        snapshot: RequestSnapshot | None,
+        payload: object = None,
+        name: object = None,
+        data: object = None,
+    ) -> None:
+        self.at = time.time()
+        self.kind = kind
+        self.site_id = site_id
+        self.snapshot = snapshot
+        self.payload = payload  # api: the browser payload, unparsed
+        self.name = name  # server: event name; identify: user id
+        self.data = data  # server: custom data; identify: traits
+
+
+@dataclass(slots=True)
+class Activity:
+    """A validated, filtered, enriched tracking call, ready to be sessionized."""
+
+    type: ActivityType
+    site: SiteRules
+    visitor_id: str
+    visitor_record_id: str
+    at: float
+    path: str = ""
+    url: str = ""
+    referrer: str | None = None
+    name: str | None = None
+    data: dict[str, Any] | None = None
+    client: ClientInfo | None = None
+    screen_width: int | None = None
+    screen_height: int | None = None
+    language: str | None = None
+    ip_address: str | None = None  # only when the site stores raw IPs
+    error_message: str | None = None
+    stack_trace: str | None = None
+    session_id: str | None = None  # set when sessionized

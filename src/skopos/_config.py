@@ -1,0 +1,126 @@
+"""SDK options: keyword arguments, then ``SKOPOS_*`` environment variables, then defaults.
+
+Every option has one environment variable, named ``SKOPOS_`` + the option in
+upper case (``batch_interval`` → ``SKOPOS_BATCH_INTERVAL``). Values are
+validated once, at ``init``; a bad value raises ``ConfigurationError`` naming
+the option and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from skopos._exceptions import ConfigurationError
+
+__all__ = ["SkoposOptions", "resolve_options"]
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class SkoposOptions:
+    """The validated configuration of one ``SkoposSDK`` instance (seconds are floats)."""
+
+    pocketbase_url: str
+    site_id: str
+    admin_email: str
+    admin_password: str = dataclasses.field(repr=False)
+    batch: bool = False
+    batch_interval: float = 10.0
+    max_batch_size: int = 100
+    session_timeout: float = 1800.0
+    js_error_batch_interval: float = 300.0
+    config_refresh_interval: float = 900.0
+    realtime: bool = True
+    max_queue_size: int = 10_000
+    request_timeout: float = 10.0
+    strict: bool = False
+
+
+_REQUIRED = ("pocketbase_url", "site_id", "admin_email", "admin_password")
+_FIELDS = {f.name: f for f in dataclasses.fields(SkoposOptions)}
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "batch_interval": (0.01, 3600.0),
+    "max_batch_size": (1, 1000),
+    "session_timeout": (1.0, 7 * 86400.0),
+    "js_error_batch_interval": (0.01, 86400.0),
+    "config_refresh_interval": (0.5, 86400.0),
+    "max_queue_size": (1, 10_000_000),
+    "request_timeout": (0.1, 300.0),
+}
+
+
+def _env_name(option: str) -> str:
+    return "SKOPOS_" + option.upper()
+
+
+def _coerce(option: str, value: Any, source: str) -> Any:
+    kind = _FIELDS[option].type
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("expected true or false")
+        if kind in ("float", "int"):
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            number = float(value) if kind == "float" else int(value)
+            low, high = _BOUNDS[option]
+            if not low <= number <= high:
+                raise ValueError(f"must be between {low:g} and {high:g}")
+            return number
+        text = str(value).strip()
+        if not text:
+            raise ValueError("must not be empty")
+        return text
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{option} ({source}) is invalid: {value!r}: {exc}") from None
+
+
+def resolve_options(
+    arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> SkoposOptions:
+    """Merge ``arguments`` (None means "not given") with the environment and defaults.
+
+    >>> options = resolve_options(
+    ...     {"pocketbase_url": "http://127.0.0.1:8090", "site_id": "abc",
+    ...      "admin_email": "a@b.c", "admin_password": "pw"},
+    ...     environ={"SKOPOS_BATCH": "true"},
+    ... )
+    >>> options.batch, options.batch_interval
+    (True, 10.0)
+    """
+    environ = os.environ if environ is None else environ
+    unknown = sorted(set(arguments) - set(_FIELDS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s): {', '.join(unknown)}; valid options: {', '.join(_FIELDS)}"
+        )
+    values: dict[str, Any] = {}
+    for option in _FIELDS:
+        given = arguments.get(option)
+        if given is not None:
+            values[option] = _coerce(option, given, "argument")
+        elif environ.get(_env_name(option)):
+            values[option] = _coerce(option, environ[_env_name(option)], _env_name(option))
+    missing = [name for name in _REQUIRED if name not in values]
+    if missing:
+        hints = ", ".join(f"{name} (or {_env_name(name)})" for name in missing)
+        raise ConfigurationError(f"missing required option(s): {hints}")
+    url = urlsplit(values["pocketbase_url"])
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigurationError(
+            f"pocketbase_url must be an http(s) URL, got {values['pocketbase_url']!r}"
+        )
+    return SkoposOptions(**values)

@@ -1,0 +1,87 @@
+"""Who a visitor is, without cookies: a keyed hash, and record ids derived from it.
+
+The visitor id is HMAC-SHA256(salt, site + client IP + user agent). The salt
+is a random secret kept in PocketBase (``skopos_config``), created by the first
+process that needs it and shared by every process writing to that PocketBase,
+so all of them compute the same ids, while nobody without the salt can recompute
+an id from an IP address.
+
+Record ids are derived from those ids too (``derive_record_id``), so two
+processes that see the same new visitor, session or JS error write the same
+record: upserts, never duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+
+from skopos._exceptions import PocketBaseValidationError
+from skopos._pb_client import PocketBaseClient
+from skopos._pb_filter import pb_filter
+
+__all__ = ["VisitorHasher", "derive_record_id", "load_or_create_salt", "random_record_id"]
+
+logger = logging.getLogger("skopos")
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_RECORD_ID_LENGTH = 15  # PocketBase ids: 15 characters of [a-z0-9]
+SALT_KEY = "visitor_salt"
+
+
+def _base36(number: int) -> str:
+    chars = []
+    for _ in range(_RECORD_ID_LENGTH):
+        number, digit = divmod(number, 36)
+        chars.append(_ALPHABET[digit])
+    return "".join(chars)
+
+
+def derive_record_id(*parts: str) -> str:
+    """A PocketBase record id that depends only on ``parts`` (77 bits of SHA-256).
+
+    >>> derive_record_id("session", "abc", "") == derive_record_id("session", "abc", "")
+    True
+    """
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()
+    return _base36(int.from_bytes(digest[:16], "big"))
+
+
+def random_record_id() -> str:
+    """A fresh random PocketBase record id."""
+    return _base36(secrets.randbits(128))
+
+
+class VisitorHasher:
+    """Computes visitor ids with the shared salt."""
+
+    def __init__(self, salt: bytes) -> None:
+        self._salt = salt
+
+    def visitor_id(self, site_record_id: str, client_ip: str, user_agent: str) -> str:
+        """32 hex characters; equal inputs give equal ids in every process."""
+        message = f"{site_record_id}\x1f{client_ip}\x1f{user_agent}".encode(
+            "utf-8", "surrogatepass"
+        )
+        return hmac.new(self._salt, message, hashlib.sha256).hexdigest()[:32]
+
+
+def load_or_create_salt(client: PocketBaseClient) -> bytes:
+    """The salt stored in ``skopos_config``, creating it on first use.
+
+    Two processes racing to create it both end up with the one that won: the
+    ``key`` index is unique, so the loser's create fails and it reads again.
+    """
+    query = pb_filter("key = {:key}", key=SALT_KEY)
+    for _ in range(3):
+        found = client.first_record("skopos_config", query)
+        if found is not None and found.get("value"):
+            return bytes.fromhex(found["value"])
+        try:
+            client.create_record("skopos_config", {"key": SALT_KEY, "value": secrets.token_hex(32)})
+            logger.info("skopos: created the visitor-hash salt in skopos_config")
+        except PocketBaseValidationError:
+            continue  # another process created it first
+    raise RuntimeError("could not read or create the visitor salt in skopos_config")

@@ -1,0 +1,135 @@
+"""JS errors: grouped by message + top stack frame, counted in memory, written per interval.
+
+One ``js_errors`` record per (website, group): its id is derived from both, so
+every process writes the same record; a write upserts the group's latest
+details and increments ``count`` with PocketBase's ``count+`` modifier, in the
+same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+
+from skopos._identity import derive_record_id
+from skopos._pb_client import BatchRequest
+from skopos._sessions import PendingWrite
+
+__all__ = ["ErrorAggregator", "ErrorGroup", "error_hash", "top_frame"]
+
+# A stack line naming a location: Chrome "at f (url:1:2)", Firefox/Safari "f@url:1:2".
+_FRAME = re.compile(r"(?:^\s*at\s)|@|:\d+:\d+")
+# Cache-busting query strings (app.js?v=123) must not split a group.
+_QUERY_IN_FRAME = re.compile(r"\?[^:\s)]*")
+MAX_GROUPS = 10_000
+
+
+def top_frame(stack_trace: str | None, message: str) -> str:
+    """The first line of ``stack_trace`` that names a code location, normalised."""
+    if not stack_trace:
+        return ""
+    for line in stack_trace.splitlines()[:50]:
+        text = line.strip()
+        if text and text != message.strip() and _FRAME.search(text):
+            return _QUERY_IN_FRAME.sub("", text)[:500]
+    return ""
+
+
+def error_hash(message: str, stack_trace: str | None) -> str:
+    """The group key of an error: 32 hex characters of SHA-256(message, top frame)."""
+    frame = top_frame(stack_trace, message)
+    return hashlib.sha256(f"{message}\x1f{frame}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _pb_date(timestamp: float) -> str:
+    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class ErrorGroup:
+    """Occurrences of one error on one site since the last write."""
+
+    site_record_id: str
+    error_hash: str
+    message: str
+    stack_trace: str | None
+    url: str
+    session_id: str | None
+    last_seen: float
+    count: int = 0
+
+    def writes(self) -> list[PendingWrite]:
+        """Upsert the group's record, then add this interval's count (one key, so a
+        rejected upsert takes its count with it); the upsert acknowledges the calls."""
+        record_id = derive_record_id("js_error", self.site_record_id, self.error_hash)
+        body: dict[str, object] = {
+            "id": record_id,
+            "website": self.site_record_id,
+            "errorHash": self.error_hash,
+            "errorMessage": self.message,
+            "stackTrace": self.stack_trace or "",
+            "url": self.url,
+            "lastSeen": _pb_date(self.last_seen),
+        }
+        if self.session_id:
+            body["session"] = self.session_id
+        count = BatchRequest.update("js_errors", record_id, {"count+": self.count})
+        return [
+            PendingWrite(
+                BatchRequest.upsert("js_errors", body), "js_errors", record_id, self.count, True
+            ),
+            PendingWrite(count, "js_errors", record_id),
+        ]
+
+
+class ErrorAggregator:
+    """Accumulates error occurrences between writes; bounded to ``MAX_GROUPS`` groups."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, str], ErrorGroup] = {}
+
+    def add(
+        self,
+        *,
+        site_record_id: str,
+        message: str,
+        stack_trace: str | None,
+        url: str,
+        session_id: str | None,
+        seen_at: float,
+    ) -> None:
+        """Count one occurrence."""
+        key_hash = error_hash(message, stack_trace)
+        group = self._groups.get((site_record_id, key_hash))
+        if group is None:
+            group = ErrorGroup(
+                site_record_id, key_hash, message, stack_trace, url, session_id, seen_at
+            )
+            self._groups[(site_record_id, key_hash)] = group
+        group.count += 1
+        if seen_at >= group.last_seen:
+            group.last_seen, group.url, group.session_id = (
+                seen_at,
+                url,
+                session_id or group.session_id,
+            )
+            group.stack_trace = stack_trace or group.stack_trace
+
+    @property
+    def full(self) -> bool:
+        """Too many groups held: write them now rather than grow."""
+        return len(self._groups) >= MAX_GROUPS
+
+    @property
+    def occurrences(self) -> int:
+        """Occurrences held, not yet written."""
+        return sum(group.count for group in self._groups.values())
+
+    def take(self) -> list[ErrorGroup]:
+        """Remove and return every group."""
+        groups = list(self._groups.values())
+        self._groups.clear()
+        return groups

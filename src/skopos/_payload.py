@@ -1,0 +1,752 @@
+"""Validate and sanitise one payload sent by the browser script.
+
+Runs in the background worker, never on the request path. :func:`validate_payload` takes
+whatever the host app handed over (a parsed JSON object, or the raw ``bytes``/``str`` body
+that ``navigator.sendBeacon`` sends as text/plain) and returns either a :class:`ValidPayload`
+whose every field is within bounds, or a :class:`Rejection` whose ``reason`` is a stable code
+from :data:`REJECTION_REASONS` for the dropped-events counter. It never raises.
+
+Decisions where the browser script leaves room:
+
+- Required fields that are wrong reject the event; optional fields that are wrong
+  (``referrer``, ``screenWidth``/``screenHeight``, ``language``, ``stackTrace``, a jsError's
+  ``name``) are dropped to None and the event kept.
+- ``customData`` over any bound is rejected, never truncated: a silently cut object would
+  be stored as if it were what the page sent. Its size is measured as an upper bound of both
+  Python's and Go's (PocketBase's) compact JSON encodings, so a payload that passes here is
+  never refused by a PocketBase json field of :data:`MAX_CUSTOM_DATA_BYTES` -- one refused
+  record would roll back its whole batch. An empty object becomes None.
+- ``errorMessage`` over 1,000 characters is truncated, not rejected, like ``stackTrace``:
+  long messages are common (serialised objects) and the error is still worth counting.
+- ``path`` keeps hash routes: a fragment starting with ``/`` or ``!/`` (``/#/users/42``,
+  ``/#!/users/42``) is part of the path, minus any ``?query`` inside it, because hash-routed
+  SPAs have no other path. Any other fragment (an in-page anchor) is dropped.
+- Credentials in a URL (``https://user:pass@host/``) are removed from ``url`` and
+  ``referrer``; the rest of the URL is kept as sent.
+- Hosts are lowercased, stripped of port and trailing dot, IDN hosts converted to
+  punycode with the standard library's IDNA 2003 codec (browsers already send punycode).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from ipaddress import IPv4Address, IPv6Address
+from typing import Literal, TypeAlias, TypeVar, get_args
+from urllib.parse import urlsplit, urlunsplit
+
+from skopos._ip_rules import normalize_ip
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_CUSTOM_DATA_BYTES",
+    "MAX_RAW_BYTES",
+    "REJECTION_REASONS",
+    "EventType",
+    "JsonValue",
+    "Rejection",
+    "RejectionReason",
+    "ValidPayload",
+    "host_matches_domain",
+    "is_localhost",
+    "normalize_domain",
+    "validate_custom_data",
+    "validate_event_name",
+    "validate_payload",
+]
+
+EventType = Literal["pageView", "custom", "jsError"]
+EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
+_EVENT_TYPE_BY_NAME: dict[str, EventType] = {
+    "pageView": "pageView",
+    "custom": "custom",
+    "jsError": "jsError",
+}
+
+RejectionReason = Literal[
+    "too_large",  # raw body over MAX_RAW_BYTES
+    "invalid_utf8",  # raw bytes are not UTF-8
+    "invalid_json",  # not JSON, or NaN/Infinity, or an over-long number
+    "json_too_deep",  # raw JSON nested deeper than MAX_JSON_DEPTH
+    "not_object",  # the payload is not a JSON object (or not bytes/str/mapping)
+    "bad_type",  # type missing or not pageView/custom/jsError
+    "bad_url",  # url missing, not http(s), no valid host, control characters
+    "url_too_long",  # url over MAX_URL_CHARS
+    "missing_name",  # custom event without a usable name
+    "name_too_long",  # custom event name over MAX_NAME_CHARS after cleaning
+    "missing_error_message",  # jsError without a usable errorMessage
+    "custom_data_not_object",  # customData present but not an object
+    "custom_data_too_large",  # customData serialises to more than MAX_CUSTOM_DATA_BYTES
+    "custom_data_too_deep",  # customData nested deeper than MAX_CUSTOM_DATA_DEPTH
+    "custom_data_too_many_keys",  # more than MAX_CUSTOM_DATA_KEYS keys in all
+    "custom_data_string_too_long",  # a key or string value over its cap
+    "custom_data_bad_value",  # not JSON: non-str key, NaN, huge int, lone surrogate, other type
+    "internal_error",  # the validator itself failed; a bug, never expected
+]
+REJECTION_REASONS: frozenset[str] = frozenset(get_args(RejectionReason))
+
+JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
+
+MAX_RAW_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 20
+MAX_URL_CHARS = 2048
+MAX_NAME_CHARS = 100
+MAX_ERROR_MESSAGE_CHARS = 1000
+MAX_STACK_TRACE_CHARS = 8000
+MAX_LANGUAGE_CHARS = 35
+MAX_SCREEN_PIXELS = 20_000
+MAX_CUSTOM_DATA_BYTES = 8 * 1024
+MAX_CUSTOM_DATA_DEPTH = 5  # the customData object itself is depth 1
+MAX_CUSTOM_DATA_KEYS = 50  # counted over every nested object
+MAX_CUSTOM_DATA_KEY_CHARS = 100
+MAX_CUSTOM_DATA_STRING_CHARS = 1000
+MAX_SAFE_INTEGER = 2**53 - 1  # beyond this PocketBase (float64) would change the number
+
+_T = TypeVar("_T")
+_EXCERPT_CHARS = 24
+# Removed from names and messages: C0/C1 controls, line/paragraph separators, bidi
+# embeddings/overrides/isolates (they can disguise text on the dashboard), lone surrogates.
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_TEXT_KEEP_LINES = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]|\s|[\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_PLAIN_ASCII = re.compile(r'[^\x00-\x1f"\\<>&]*')
+_JSON_CONTROL = re.compile(r"[\x00-\x1f]")
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
+_LANGUAGE = re.compile(r"[A-Za-z0-9\-_,;.=* ]+")
+_NUMBER_TEXT = re.compile(r"[+-]?[0-9]{1,15}(?:\.[0-9]{0,15})?")
+_PORT = re.compile(r"[0-9]{0,5}")
+_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_IPV4_LIKE = re.compile(r"[0-9.]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ValidPayload:
+    """A payload that passed validation; every field is within its documented bound.
+
+    ``url`` is the page URL as sent (http/https, at most 2,048 characters, credentials
+    removed), ``host`` its lowercase hostname without port (punycode for IDNs, no brackets
+    for IPv6), ``path`` its path without query (``/`` when empty; hash routes kept, see the
+    module docs). ``name`` is set for custom events (1..100 characters) and, when usable,
+    for jsError. ``custom_data`` is a fresh copy made only of dicts, lists and JSON scalars.
+
+    Example::
+
+        >>> p = validate_payload({"type": "pageView", "url": "https://Example.com/a?b=1"})
+        >>> (p.type, p.host, p.path)
+        ('pageView', 'example.com', '/a')
+    """
+
+    type: EventType
+    url: str
+    host: str
+    path: str
+    referrer: str | None = None
+    name: str | None = None
+    screen_width: int | None = None
+    screen_height: int | None = None
+    language: str | None = None
+    custom_data: dict[str, JsonValue] | None = None
+    error_message: str | None = None
+    stack_trace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a payload was dropped.
+
+    ``reason`` is one of :data:`REJECTION_REASONS`, stable across releases (it names a
+    counter); ``detail`` is for humans and quotes at most a short excerpt of the payload.
+
+    Example::
+
+        >>> validate_payload(b"{not json")
+        Rejection(reason='invalid_json', detail='body is not valid JSON')
+    """
+
+    reason: RejectionReason
+    detail: str
+
+
+class _Reject(Exception):
+    """Raised inside the validator, turned into a Rejection at the top."""
+
+    def __init__(self, reason: RejectionReason, detail: str) -> None:
+        super().__init__(reason)
+        self.reason: RejectionReason = reason
+        self.detail = detail
+
+
+def validate_payload(raw: object) -> ValidPayload | Rejection:
+    """Validate one browser payload; never raises.
+
+    Example::
+
+        >>> body = b'{"type": "custom", "url": "https://shop.example/#top", "name": " buy "}'
+        >>> result = validate_payload(body)
+        >>> (result.type, result.host, result.path, result.name)
+        ('custom', 'shop.example', '/', 'buy')
+        >>> validate_payload({"type": "custom", "url": "https://shop.example/"}).reason
+        'missing_name'
+    """
+    return _guarded(lambda: _validate(_load(raw)))
+
+
+def validate_event_name(name: object) -> str | Rejection:
+    """Clean an event name by the rules ``validate_payload`` applies to custom events.
+
+    For server-side events (``track_server_event``): control and bidi characters removed,
+    whitespace trimmed, 1..100 characters; never raises.
+
+    Example::
+
+        >>> validate_event_name("  checkout\\x07 ")
+        'checkout'
+        >>> validate_event_name("").reason
+        'missing_name'
+    """
+    return _guarded(lambda: _custom_event_name(name))
+
+
+def validate_custom_data(data: object) -> dict[str, JsonValue] | Rejection | None:
+    """Check and copy custom data by the rules ``validate_payload`` applies to ``customData``.
+
+    For server-side events and identify traits: None or an empty mapping gives None;
+    anything over a bound, or not JSON, is a Rejection (``custom_data_*``); never raises.
+
+    Example::
+
+        >>> validate_custom_data({"plan": "pro", "seats": (1, 2)})
+        {'plan': 'pro', 'seats': [1, 2]}
+        >>> validate_custom_data({"when": object()}).reason
+        'custom_data_bad_value'
+    """
+    return _guarded(lambda: _custom_data(data))
+
+
+def _guarded(validate: Callable[[], _T]) -> _T | Rejection:
+    try:
+        return validate()
+    except _Reject as reject:
+        return Rejection(reject.reason, reject.detail)
+    except Exception as exc:  # the worker must survive any input, however strange
+        return Rejection("internal_error", f"validator failed with {type(exc).__name__}")
+
+
+def _excerpt(value: object) -> str:
+    if isinstance(value, str):
+        text = _UNSAFE_TEXT.sub("", value[: _EXCERPT_CHARS * 2])
+        return repr(text[:_EXCERPT_CHARS] + ("..." if len(value) > _EXCERPT_CHARS else ""))
+    return f"<{type(value).__name__}>"
+
+
+# --- raw body -> mapping -----------------------------------------------------------------
+
+
+def _load(raw: object) -> Mapping[object, object]:
+    if isinstance(raw, Mapping):
+        return raw
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        size = raw.nbytes if isinstance(raw, memoryview) else len(raw)
+        if size > MAX_RAW_BYTES:
+            raise _Reject("too_large", f"body is {size} bytes, over {MAX_RAW_BYTES}")
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Reject("invalid_utf8", "body is not valid UTF-8") from None
+    elif isinstance(raw, str):
+        # Characters never outnumber UTF-8 bytes, so the cheap check comes first.
+        if len(raw) > MAX_RAW_BYTES or len(raw.encode("utf-8", "surrogatepass")) > MAX_RAW_BYTES:
+            raise _Reject("too_large", f"body is over {MAX_RAW_BYTES} bytes")
+        text = raw
+    else:
+        raise _Reject("not_object", f"payload is {_excerpt(raw)}, not a JSON object or body")
+    text = text.removeprefix("\ufeff")
+    if _json_too_deep(text, MAX_JSON_DEPTH):
+        raise _Reject("json_too_deep", f"body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        parsed: object = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float
+        )
+    except (ValueError, RecursionError):
+        raise _Reject("invalid_json", "body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise _Reject("not_object", f"body is JSON {type(parsed).__name__}, not an object")
+    return parsed
+
+
+def _json_too_deep(text: str, limit: int) -> bool:
+    """Whether JSON text nests deeper than ``limit``, in one linear pass.
+
+    ``json.loads`` recurses in C for every level; checking first keeps a hostile body from
+    reaching the interpreter's recursion limit, or the C stack of a small worker thread.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for match in _JSON_STRUCTURE.finditer(text):
+        char = match.group()
+        position = match.start()
+        if in_string:
+            if position == escaped_at:
+                continue
+            if char == "\\":
+                escaped_at = position + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("number out of range")
+    return number
+
+
+# --- the fields ----------------------------------------------------------------------------
+
+
+def _validate(raw: Mapping[object, object]) -> ValidPayload:
+    raw_type = raw.get("type")
+    event_type = _EVENT_TYPE_BY_NAME.get(raw_type) if isinstance(raw_type, str) else None
+    if event_type is None:
+        raise _Reject(
+            "bad_type", f"type must be pageView, custom or jsError, got {_excerpt(raw_type)}"
+        )
+    url, host, path = _parse_http_url(raw.get("url"), "url")
+
+    name: str | None = None
+    error_message: str | None = None
+    stack_trace: str | None = None
+    if event_type == "custom":
+        name = _custom_event_name(raw.get("name"))
+    elif event_type == "jsError":
+        try:
+            name = _custom_event_name(raw.get("name"))
+        except _Reject:
+            name = None
+        error_message = _error_message(raw.get("errorMessage"))
+        stack_trace = _stack_trace(raw.get("stackTrace"))
+
+    return ValidPayload(
+        type=event_type,
+        url=url,
+        host=host,
+        path=path,
+        referrer=_referrer(raw.get("referrer")),
+        name=name,
+        screen_width=_screen_dimension(raw.get("screenWidth")),
+        screen_height=_screen_dimension(raw.get("screenHeight")),
+        language=_language(raw.get("language")),
+        custom_data=_custom_data(raw.get("customData")),
+        error_message=error_message,
+        stack_trace=stack_trace,
+    )
+
+
+def _parse_http_url(value: object, field: str) -> tuple[str, str, str]:
+    """Check an http(s) URL; return (url without credentials, host, path)."""
+    if not isinstance(value, str) or not value:
+        raise _Reject("bad_url", f"{field} must be a non-empty string, got {_excerpt(value)}")
+    if len(value) > MAX_URL_CHARS:
+        raise _Reject("url_too_long", f"{field} is {len(value)} characters, over {MAX_URL_CHARS}")
+    if _URL_FORBIDDEN.search(value):
+        raise _Reject("bad_url", f"{field} contains whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise _Reject("bad_url", f"{field} is not a parseable URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise _Reject(
+            "bad_url", f"{field} scheme must be http or https, got {_excerpt(parts.scheme)}"
+        )
+    _, at, hostport = parts.netloc.rpartition("@")
+    host_text = _split_host_port(hostport) if "\\" not in parts.netloc else None
+    host = _normalize_hostname(host_text) if host_text is not None else None
+    if host is None:
+        raise _Reject("bad_url", f"{field} has no valid host")
+    url = urlunsplit(parts._replace(netloc=hostport)) if at else value
+    path = parts.path or "/"
+    fragment = parts.fragment
+    if fragment.startswith(("/", "!/")):
+        path = f"{path}#{fragment.partition('?')[0]}"
+    return url, host, path
+
+
+def _referrer(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        url, _, _ = _parse_http_url(value, "referrer")
+    except _Reject:
+        return None
+    return url
+
+
+def _clean_text(value: str, *, keep_lines: bool) -> str:
+    if keep_lines:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+        return _UNSAFE_TEXT_KEEP_LINES.sub("", value)
+    return _UNSAFE_TEXT.sub("", value)
+
+
+def _custom_event_name(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Reject("missing_name", f"custom event needs a string name, got {_excerpt(value)}")
+    # Cleaning only removes characters, so a far longer input can never come under the cap.
+    if len(value) > MAX_NAME_CHARS * 20:
+        raise _Reject("name_too_long", f"name is {len(value)} characters, over {MAX_NAME_CHARS}")
+    name = _clean_text(value, keep_lines=False).strip()
+    if not name:
+        raise _Reject("missing_name", "custom event name is empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise _Reject("name_too_long", f"name is {len(name)} characters, over {MAX_NAME_CHARS}")
+    return name
+
+
+def _error_message(value: object) -> str:
+    message = (
+        _clean_text(value[: MAX_ERROR_MESSAGE_CHARS * 4], keep_lines=True).strip()
+        if isinstance(value, str)
+        else ""
+    )
+    if not message:
+        raise _Reject("missing_error_message", "jsError needs a non-empty errorMessage")
+    return message[:MAX_ERROR_MESSAGE_CHARS]
+
+
+def _stack_trace(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    trace = _clean_text(value[: MAX_STACK_TRACE_CHARS * 4], keep_lines=True).strip()
+    return trace[:MAX_STACK_TRACE_CHARS] or None
+
+
+def _screen_dimension(value: object) -> int | None:
+    number: int
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = int(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        number = round(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _NUMBER_TEXT.fullmatch(text):
+            return None
+        number = round(float(text))
+    else:
+        return None
+    return min(max(number, 0), MAX_SCREEN_PIXELS)
+
+
+def _language(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if len(text) > MAX_LANGUAGE_CHARS or not _LANGUAGE.fullmatch(text):
+        return None
+    return text
+
+
+# --- customData ------------------------------------------------------------------------------
+
+
+def _custom_data(value: object) -> dict[str, JsonValue] | None:
+    """Copy customData into plain JSON containers, enforcing every bound, without recursion.
+
+    The walk keeps an explicit stack, charges the size budget for a container's brackets
+    and commas before visiting its items, and stops at the first violation, so its work
+    is bounded by the limits, not by the input (a million-item list costs one check; a
+    cyclic or 10,000-deep structure stops at depth 6).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _Reject(
+            "custom_data_not_object", f"customData must be an object, got {_excerpt(value)}"
+        )
+    root: dict[str, JsonValue] = {}
+    stack: list[tuple[object, dict[str, JsonValue] | list[JsonValue], int]] = [(value, root, 1)]
+    size = 0
+    keys = 0
+    while stack:
+        source, target, depth = stack.pop()
+        if isinstance(target, dict):
+            assert isinstance(source, Mapping)
+            count = len(source)
+            keys += count
+            if keys > MAX_CUSTOM_DATA_KEYS:
+                raise _Reject(
+                    "custom_data_too_many_keys", f"customData has over {MAX_CUSTOM_DATA_KEYS} keys"
+                )
+            size += 2 + max(count - 1, 0)
+            for key, item in source.items():
+                if not isinstance(key, str):
+                    raise _Reject("custom_data_bad_value", "customData keys must be strings")
+                if len(key) > MAX_CUSTOM_DATA_KEY_CHARS:
+                    raise _Reject(
+                        "custom_data_string_too_long",
+                        f"a customData key is over {MAX_CUSTOM_DATA_KEY_CHARS} characters",
+                    )
+                converted, item_size = _custom_data_item(item, depth, stack)
+                size += _json_string_size(str.__str__(key)) + 1 + item_size
+                if size > MAX_CUSTOM_DATA_BYTES:
+                    break
+                target[str.__str__(key)] = converted
+        else:
+            assert isinstance(source, (list, tuple))
+            size += 2 + max(len(source) - 1, 0)
+            for item in source if size <= MAX_CUSTOM_DATA_BYTES else ():
+                converted, item_size = _custom_data_item(item, depth, stack)
+                size += item_size
+                if size > MAX_CUSTOM_DATA_BYTES:
+                    break
+                target.append(converted)
+        if size > MAX_CUSTOM_DATA_BYTES:
+            raise _Reject(
+                "custom_data_too_large", f"customData is over {MAX_CUSTOM_DATA_BYTES} bytes as JSON"
+            )
+    return root or None
+
+
+def _custom_data_item(
+    item: object,
+    depth: int,
+    stack: list[tuple[object, dict[str, JsonValue] | list[JsonValue], int]],
+) -> tuple[JsonValue, int]:
+    """Convert one value; containers come back empty and are queued for filling."""
+    if item is None:
+        return None, 4
+    if isinstance(item, bool):
+        return bool(item), 4 if item else 5
+    if isinstance(item, int):
+        number = int(item)
+        if abs(number) > MAX_SAFE_INTEGER:
+            raise _Reject("custom_data_bad_value", "customData integer outside +/-(2**53 - 1)")
+        return number, len(str(number))
+    if isinstance(item, float):
+        real = float(item)
+        if not math.isfinite(real):
+            raise _Reject("custom_data_bad_value", "customData number is NaN or infinite")
+        return real, _json_float_size(real)
+    if isinstance(item, str):
+        if len(item) > MAX_CUSTOM_DATA_STRING_CHARS:
+            raise _Reject(
+                "custom_data_string_too_long",
+                f"a customData string is over {MAX_CUSTOM_DATA_STRING_CHARS} characters",
+            )
+        text = str.__str__(item)
+        return text, _json_string_size(text)
+    if isinstance(item, (Mapping, list, tuple)):
+        if depth + 1 > MAX_CUSTOM_DATA_DEPTH:
+            raise _Reject(
+                "custom_data_too_deep", f"customData nests deeper than {MAX_CUSTOM_DATA_DEPTH}"
+            )
+        container: dict[str, JsonValue] | list[JsonValue] = {} if isinstance(item, Mapping) else []
+        stack.append((item, container, depth + 1))
+        return container, 0  # its own size is charged when it is visited
+    raise _Reject("custom_data_bad_value", f"customData holds {_excerpt(item)}, not JSON")
+
+
+def _json_string_size(text: str) -> int:
+    """Bytes of ``text`` as a JSON string, the larger of Python's and Go's encodings.
+
+    Go escapes ``<``, ``>``, ``&`` (6 bytes each) and U+2028/2029; both escape quotes,
+    backslashes and control characters (at most 6 bytes each).
+    """
+    if text.isascii() and _JSON_PLAIN_ASCII.fullmatch(text):
+        return len(text) + 2
+    if _SURROGATE.search(text):
+        raise _Reject("custom_data_bad_value", "customData string holds a lone surrogate")
+    return (
+        len(text.encode("utf-8"))
+        + 2
+        + text.count('"')
+        + text.count("\\")
+        + 5 * (text.count("<") + text.count(">") + text.count("&"))
+        + 3 * (text.count("\u2028") + text.count("\u2029"))
+        + 5 * len(_JSON_CONTROL.findall(text))
+    )
+
+
+def _json_float_size(number: float) -> int:
+    """Characters of a finite float in JSON, the larger of Python's and Go's encodings.
+
+    Python writes 1e+16 where Go writes 10000000000000000 (Go switches to exponents only
+    below 1e-6 and from 1e21 on), so the positional form is measured in that range.
+    """
+    text = repr(number)
+    if "e" in text and 1e-6 <= abs(number) < 1e21:
+        return max(len(text), len(format(Decimal(text), "f")))
+    return len(text)
+
+
+# --- hosts and domains -----------------------------------------------------------------------
+
+
+def _split_host_port(text: str) -> str | None:
+    """The host of ``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address."""
+    if text.startswith("["):
+        inside, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and _valid_port(rest[1:]))):
+            return None
+        return f"[{inside}]"
+    if text.count(":") > 1:
+        return text
+    host, colon, port = text.partition(":")
+    if colon and not _valid_port(port):
+        return None
+    return host
+
+
+def _valid_port(port: str) -> bool:
+    return bool(_PORT.fullmatch(port)) and (not port or int(port) <= 65535)
+
+
+def _normalize_hostname(text: str) -> str | None:
+    """Lowercase ASCII hostname or IP literal (IPv6 without brackets), or None if invalid."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+        if ":" not in text:
+            return None
+    if ":" in text:
+        if "%" in text:  # a zone id names an interface of the sender, not a host
+            return None
+        try:
+            return str(IPv6Address(text))
+        except ValueError:
+            return None
+    text = text.lower()
+    if text.endswith("."):
+        text = text[:-1]
+    if not text or len(text) > 253:
+        return None
+    if not text.isascii():
+        try:
+            text = text.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            return None
+        if len(text) > 253:
+            return None
+    if not all(_HOST_LABEL.fullmatch(label) for label in text.split(".")):
+        return None
+    if _IPV4_LIKE.fullmatch(text):
+        try:
+            return str(IPv4Address(text))
+        except ValueError:
+            return None
+    return text
+
+
+def normalize_domain(domain: str) -> str | None:
+    """Normalise a website's dashboard ``domain`` to a bare lowercase host, or None.
+
+    Accepts what people type: a scheme, path, query, port, credentials, trailing dot, a
+    leading ``*.`` and one leading ``www.`` are all removed, IDNs become punycode. Removing
+    ``www.`` means a site configured as ``www.example.com`` also accepts ``example.com`` and
+    its other subdomains -- the same owner, and the usual intent.
+
+    Example::
+
+        >>> normalize_domain("https://WWW.Example.com:8443/blog/")
+        'example.com'
+        >>> normalize_domain("bücher.de"), normalize_domain("not a domain")
+        ('xn--bcher-kva.de', None)
+    """
+    if not isinstance(domain, str) or len(domain) > MAX_URL_CHARS:
+        return None
+    text = domain.strip()
+    scheme, separator, rest = text.partition("://")
+    if separator and scheme.isalpha():
+        text = rest
+    text = text.removeprefix("//")
+    text = re.split(r"[/?#]", text, maxsplit=1)[0]
+    text = text.rpartition("@")[2]
+    host_text = _split_host_port(text)
+    if host_text is None:
+        return None
+    host_text = host_text.removeprefix("*.")
+    host = _normalize_hostname(host_text)
+    if host is not None and host.startswith("www.") and host.count(".") >= 2:
+        host = host[4:]
+    return host
+
+
+def _normalize_host(host: str) -> str | None:
+    if not isinstance(host, str) or len(host) > MAX_URL_CHARS:
+        return None
+    host_text = _split_host_port(host.strip())
+    return _normalize_hostname(host_text) if host_text is not None else None
+
+
+def host_matches_domain(host: str, domain: str) -> bool:
+    """Whether an event's host belongs to the website's configured domain.
+
+    True for the domain itself and its subdomains, compared case-insensitively after
+    :func:`normalize_domain`; IP literals must match exactly. An empty or invalid domain
+    matches nothing: whether to check at all when no domain is configured is the caller's
+    policy.
+
+    Example::
+
+        >>> host_matches_domain("blog.example.com", "https://www.example.com/")
+        True
+        >>> host_matches_domain("badexample.com", "example.com")
+        False
+        >>> host_matches_domain("example.com.evil.net", "example.com")
+        False
+    """
+    normalized_host = _normalize_host(host)
+    normalized_domain = normalize_domain(domain)
+    if normalized_host is None or normalized_domain is None:
+        return False
+    if normalized_host == normalized_domain:
+        return True
+    if normalize_ip(normalized_domain) is not None:
+        return False
+    return normalized_host.endswith("." + normalized_domain)
+
+
+def is_localhost(host: str) -> bool:
+    """Whether a host is this machine: ``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1``,
+    ``0.0.0.0`` or ``::`` (a port, brackets and a trailing dot are fine).
+
+    Example::
+
+        >>> is_localhost("LOCALHOST:3000"), is_localhost("app.localhost"), is_localhost("[::1]")
+        (True, True, True)
+        >>> is_localhost("localhost.example.com")
+        False
+    """
+    normalized = _normalize_host(host)
+    if normalized is None:
+        return False
+    if normalized == "localhost" or normalized.endswith(".localhost"):
+        return True
+    address = normalize_ip(normalized)
+    return address is not None and (address.is_loopback or address.is_unspecified)

@@ -1,0 +1,197 @@
+"""A tracking call → an activity, or the reason it is dropped (in the worker).
+
+validate (payload) → filter (site rules, bots) → enrich (user agent) →
+identify (visitor hash). Each step either passes the call on or names a drop
+reason, a stable string that becomes a ``stats().dropped`` counter.
+"""
+
+from __future__ import annotations
+
+from skopos._activity import Activity, TrackCall
+from skopos._bots import BotDetector, RequestSignals
+from skopos._client_ip import TrustedProxies, resolve_client_ip
+from skopos._identity import VisitorHasher, derive_record_id
+from skopos._ip_rules import normalize_ip
+from skopos._payload import (
+    Rejection,
+    host_matches_domain,
+    is_localhost,
+    validate_custom_data,
+    validate_event_name,
+    validate_payload,
+)
+from skopos._site_rules import SiteRegistry, SiteRules
+from skopos._snapshot import RequestSnapshot
+from skopos._user_agent import UserAgentParser
+
+__all__ = ["Pipeline"]
+
+# The visitor behind server events that come without a request (cron jobs, queues).
+SERVER_VISITOR = "server"
+_IDENTIFY_FIELDS = {"name": 255, "phone": 50}
+_WARM_UP_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
+class Pipeline:
+    """Turns ``TrackCall`` objects into ``Activity`` objects; stateless apart from caches."""
+
+    def __init__(
+        self,
+        sites: SiteRegistry,
+        hasher: VisitorHasher,
+        *,
+        trusted_proxies: TrustedProxies | None = None,
+        user_agents: UserAgentParser | None = None,
+        bots: BotDetector | None = None,
+    ) -> None:
+        self._sites = sites
+        self._hasher = hasher
+        self._trusted = trusted_proxies or TrustedProxies([])
+        self._user_agents = user_agents or UserAgentParser()
+        self._bots = bots or BotDetector()
+        self.spoof_attempts = 0
+
+    def warm_up(self) -> None:
+        """Load the user-agent and bot rules now, not on the first request."""
+        self._user_agents.parse(_WARM_UP_AGENT)
+        self._bots.verdict(RequestSignals(user_agent=_WARM_UP_AGENT, accept_language="en"))
+
+    def prepare(self, call: TrackCall) -> Activity | str:
+        """The activity for ``call``, or a drop reason. May raise ``PocketBaseError``
+        (site rules could not be loaded); the caller retries later."""
+        site = self._sites.get(call.site_id)
+        if site is None:
+            return "unknown_site"
+        if site.is_archived:
+            return "site_archived"
+        if call.kind == "api":
+            return self._browser_event(call, site)
+        if call.kind == "server":
+            return self._server_event(call, site)
+        return self._identify(call, site)
+
+    def _client_ip(self, snapshot: RequestSnapshot | None) -> str | None:
+        if snapshot is None:
+            return None
+        resolved = resolve_client_ip(snapshot.peer, snapshot.forwarding_headers(), self._trusted)
+        if resolved.spoof_attempt:
+            self.spoof_attempts += 1
+        return str(resolved.ip) if resolved.ip is not None else None
+
+    def _blacklisted(self, site: SiteRules, ip: str | None) -> bool:
+        if ip is None:
+            return False
+        address = normalize_ip(ip)
+        return address is not None and site.blacklist.contains(address)
+
+    def _visitor(self, site: SiteRules, ip: str | None, user_agent: str) -> tuple[str, str]:
+        visitor_id = self._hasher.visitor_id(site.record_id, ip or "", user_agent)
+        return visitor_id, derive_record_id("visitor", site.record_id, visitor_id)
+
+    def _browser_event(self, call: TrackCall, site: SiteRules) -> Activity | str:
+        snapshot = call.snapshot
+        payload = validate_payload(call.payload)
+        if isinstance(payload, Rejection):
+            return f"invalid:{payload.reason}"
+        if is_localhost(payload.host):
+            # Local development: allowed unless the site turned it off in the dashboard.
+            if site.disable_localhost:
+                return "localhost"
+        elif site.domain and not host_matches_domain(payload.host, site.domain):
+            return "off_domain"
+        ip = self._client_ip(snapshot)
+        if self._blacklisted(site, ip):
+            return "ip_blacklisted"
+        user_agent = (snapshot.user_agent if snapshot else None) or ""
+        verdict = self._bots.verdict(
+            RequestSignals(
+                user_agent=user_agent,
+                accept_language=snapshot.accept_language if snapshot else None,
+                sec_fetch_mode=snapshot.sec_fetch_mode if snapshot else None,
+                sec_ch_ua=snapshot.sec_ch_ua if snapshot else None,
+            )
+        )
+        if verdict.is_bot:
+            return f"bot:{verdict.reason}"
+        visitor_id, visitor_record_id = self._visitor(site, ip, user_agent)
+        return Activity(
+            type=payload.type,
+            site=site,
+            visitor_id=visitor_id,
+            visitor_record_id=visitor_record_id,
+            at=call.at,
+            path=payload.path,
+            url=payload.url,
+            referrer=payload.referrer,
+            name=payload.name if payload.type == "custom" else None,
+            data=payload.custom_data if payload.type == "custom" else None,
+            client=self._user_agents.parse(user_agent),
+            screen_width=payload.screen_width,
+            screen_height=payload.screen_height,
+            language=payload.language,
+            ip_address=ip if site.store_raw_ip and ip else None,
+            error_message=payload.error_message,
+            stack_trace=payload.stack_trace,
+        )
+
+    def _server_event(self, call: TrackCall, site: SiteRules) -> Activity | str:
+        name = validate_event_name(call.name)
+        if isinstance(name, Rejection):
+            return f"invalid:{name.reason}"
+        data = validate_custom_data(call.data)
+        if isinstance(data, Rejection):
+            return f"invalid:{data.reason}"
+        snapshot = call.snapshot
+        if snapshot is None:
+            ip, user_agent, client = None, SERVER_VISITOR, None
+        else:
+            ip = self._client_ip(snapshot)
+            if self._blacklisted(site, ip):
+                return "ip_blacklisted"
+            user_agent = snapshot.user_agent or ""
+            client = self._user_agents.parse(user_agent)
+        visitor_id, visitor_record_id = self._visitor(site, ip, user_agent)
+        return Activity(
+            type="custom",
+            site=site,
+            visitor_id=visitor_id,
+            visitor_record_id=visitor_record_id,
+            at=call.at,
+            path=snapshot.path if snapshot else "",
+            name=name,
+            data=data,
+            client=client,
+            ip_address=ip if site.store_raw_ip and ip else None,
+        )
+
+    def _identify(self, call: TrackCall, site: SiteRules) -> Activity | str:
+        snapshot = call.snapshot
+        if snapshot is None:
+            return "identify_without_request"
+        user_id = call.name
+        if not isinstance(user_id, (str, int)) or isinstance(user_id, bool):
+            return "invalid:bad_user_id"
+        user_id = str(user_id).strip()
+        if not 0 < len(user_id) <= 255:
+            return "invalid:bad_user_id"
+        traits = validate_custom_data(call.data)
+        if isinstance(traits, Rejection):
+            return f"invalid:{traits.reason}"
+        fields: dict[str, object] = {"userId": user_id}
+        metadata = dict(traits or {})
+        for key, limit in _IDENTIFY_FIELDS.items():
+            value = metadata.pop(key, None)
+            if isinstance(value, str):
+                fields[key] = value[:limit]
+        if metadata:
+            fields["metadata"] = metadata
+        ip = self._client_ip(snapshot)
+        visitor_id, visitor_record_id = self._visitor(site, ip, snapshot.user_agent or "")
+        return Activity(
+            type="identify",
+            site=site,
+            visitor_id=visitor_id,
+            visitor_record_id=visitor_record_id,
+            at=call.at,
+            data=fields,
+        )

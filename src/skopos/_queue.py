@@ -1,0 +1,77 @@
+"""The bounded hand-off between request threads and the background worker.
+
+Our own deque + Condition rather than ``queue.Queue``: the request path needs a
+non-blocking put that reports "full" without raising, and the worker needs to
+take everything available in one call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+__all__ = ["WorkQueue"]
+
+T = TypeVar("T")
+
+
+class WorkQueue(Generic[T]):
+    """A FIFO of at most ``maxsize`` items; ``put`` never blocks.
+
+    ``accepted`` and ``rejected`` count puts that succeeded and that found the
+    queue full; both only change under the lock.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[T] = deque()
+        self._condition = threading.Condition(threading.Lock())
+        self._worker_waiting = False
+        self._wakeup = False
+        self.accepted = 0
+        self.rejected = 0
+
+    def put(self, item: T) -> bool:
+        """Append ``item``; False (and counted) when the queue is full."""
+        with self._condition:
+            if len(self._items) >= self.maxsize:
+                self.rejected += 1
+                return False
+            self._items.append(item)
+            self.accepted += 1
+            if self._worker_waiting:
+                self._condition.notify()
+            return True
+
+    def take(self, max_items: int, timeout: float) -> list[T]:
+        """Up to ``max_items`` items, waiting at most ``timeout`` s for the first.
+
+        Returns early, possibly empty, after ``wake()``.
+        """
+        with self._condition:
+            if not self._items and not self._wakeup and timeout > 0:
+                self._worker_waiting = True
+                try:
+                    self._condition.wait(timeout)
+                finally:
+                    self._worker_waiting = False
+            self._wakeup = False
+            count = min(max_items, len(self._items))
+            return [self._items.popleft() for _ in range(count)]
+
+    def wake(self) -> None:
+        """Make a waiting (or the next) ``take`` return at once."""
+        with self._condition:
+            self._wakeup = True
+            self._condition.notify_all()
+
+    def drain(self) -> list[T]:
+        """Remove and return everything queued."""
+        with self._condition:
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,347 @@
+"""``SkoposSDK``: the public facade. Tracking calls snapshot and enqueue; nothing else.
+
+Example::
+
+    from skopos import SkoposSDK
+
+    skopos = SkoposSDK.init(
+        pocketbase_url="http://127.0.0.1:8090",
+        site_id="TRACKING_ID",
+        admin_email="admin@example.com",
+        admin_password="...",
+    )
+    skopos.track_api_event(request, payload)  # in the endpoint skopos.js posts to
+    skopos.track_server_event(request, "payment-webhook-received", {"source": "stripe"})
+    skopos.shutdown()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from skopos._activity import CallKind, TrackCall
+from skopos._config import SkoposOptions, resolve_options
+from skopos._exceptions import ConfigurationError, PocketBaseNotFound
+from skopos._identity import VisitorHasher, load_or_create_salt
+from skopos._pb_client import PocketBaseClient
+from skopos._pipeline import Pipeline
+from skopos._queue import WorkQueue
+from skopos._sessions import Sessionizer
+from skopos._site_rules import SiteRegistry
+from skopos._snapshot import take_snapshot
+from skopos._stats import Ledger, SkoposStats
+from skopos._worker import Worker
+
+__all__ = ["SkoposSDK"]
+
+logger = logging.getLogger("skopos")
+
+# At interpreter exit, flush for at most this long: never hold up a restart.
+ATEXIT_BUDGET = 1.0
+_QUEUE_FULL_LOG_INTERVAL = 60.0
+
+
+class SkoposSDK:
+    """Server-side Skopos tracking for one PocketBase and one default site.
+
+    Create it once per process with ``SkoposSDK.init(...)`` (or ``await
+    SkoposSDK.ainit(...)``). Tracking methods return in microseconds and never
+    raise; a background thread does the parsing, filtering, sessionizing and
+    writing. Use it as a context manager, or call ``shutdown()``, to flush at exit;
+    an ``atexit`` hook also flushes for up to a second.
+    """
+
+    def __init__(self, options: SkoposOptions, client: PocketBaseClient) -> None:
+        """Use ``SkoposSDK.init``; this constructor assumes a prepared client."""
+        self.options = options
+        self._client = client
+        self._ledger = Ledger()
+        self._queue: WorkQueue[TrackCall] = WorkQueue(options.max_queue_size)
+        self._sites = SiteRegistry(
+            client, refresh_interval=options.config_refresh_interval, realtime=options.realtime
+        )
+        if self._sites.get(options.site_id) is None:
+            raise ConfigurationError(
+                f"no website with tracking id {options.site_id!r} in PocketBase at"
+                f" {options.pocketbase_url} (create one in the dashboard or with"
+                " `skopos setup --domain ...`)"
+            )
+        try:
+            salt = load_or_create_salt(client)
+        except PocketBaseNotFound as exc:
+            raise ConfigurationError(
+                f"PocketBase at {options.pocketbase_url} lacks the Skopos schema;"
+                " run `skopos setup` first"
+            ) from exc
+        self._pipeline = Pipeline(self._sites, VisitorHasher(salt))
+        self._pipeline.warm_up()  # ~0.3 s once, here rather than on the first request
+        self._sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
+        self._worker = Worker(
+            queue=self._queue,
+            pipeline=self._pipeline,
+            sessionizer=self._sessionizer,
+            sites=self._sites,
+            client=client,
+            ledger=self._ledger,
+            options=options,
+        )
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._queue_full_logged = 0.0
+        self._late_calls = 0
+        self._sites.start()
+        self._worker.start()
+        atexit.register(self._at_exit)
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        *,
+        pocketbase_url: str | None = None,
+        site_id: str | None = None,
+        admin_email: str | None = None,
+        admin_password: str | None = None,
+        batch: bool | None = None,
+        batch_interval: float | None = None,
+        max_batch_size: int | None = None,
+        session_timeout: float | None = None,
+        js_error_batch_interval: float | None = None,
+        config_refresh_interval: float | None = None,
+        realtime: bool | None = None,
+        max_queue_size: int | None = None,
+        request_timeout: float | None = None,
+        strict: bool | None = None,
+    ) -> SkoposSDK:
+        """Connect to PocketBase and start tracking; fails fast with a clear error.
+
+        Every option may also come from ``SKOPOS_<OPTION>`` in the environment
+        (an argument wins). Raises ``ConfigurationError`` (bad or missing option,
+        unknown tracking id, schema missing), ``PocketBaseAuthError`` (wrong
+        credentials), ``PocketBaseUnreachable``, ``PocketBaseBatchDisabled``.
+
+        Times are seconds: ``batch_interval`` (10.0), ``session_timeout`` (1800.0),
+        ``js_error_batch_interval`` (300.0), ``config_refresh_interval`` (900.0).
+        ``batch=False`` writes promptly; ``batch=True`` every ``batch_interval`` or
+        at ``max_batch_size`` (100). ``max_queue_size`` (10,000) bounds memory:
+        beyond it, new calls are dropped and counted as ``queue_full``.
+        ``strict=True`` re-raises internal errors (for tests and debugging).
+
+        Example::
+
+            skopos = SkoposSDK.init(pocketbase_url="http://127.0.0.1:8090",
+                                    site_id="abc123", admin_email="a@b.c",
+                                    admin_password="secret", batch=True)
+        """
+        arguments = {name: value for name, value in locals().items() if name != "cls"}
+        options = resolve_options(arguments)
+        client = PocketBaseClient(
+            options.pocketbase_url,
+            options.admin_email,
+            options.admin_password,
+            timeout=options.request_timeout,
+        )
+        try:
+            client.authenticate()
+            client.batch_max_requests()  # PocketBaseBatchDisabled says "run skopos setup"
+            return cls(options, client)
+        except BaseException:
+            client.close()
+            raise
+
+    @classmethod
+    async def ainit(cls, **options: Any) -> SkoposSDK:
+        """``init`` for asyncio apps: the blocking setup runs in a thread.
+
+        Example::
+
+            skopos = await SkoposSDK.ainit(site_id="abc123")  # rest from SKOPOS_* env
+        """
+        return await asyncio.to_thread(lambda: cls.init(**options))
+
+    # -- tracking: microseconds, never raises ------------------------------------------
+
+    def track_api_event(self, request: object, payload: object) -> None:
+        """Queue a payload that ``skopos.js`` sent to your endpoint.
+
+        ``request`` is the framework request (Flask, Django, Starlette/FastAPI), a
+        WSGI environ or an ASGI scope; ``payload`` the parsed JSON body (a dict),
+        or the raw body (``bytes``/``str``: sendBeacon sends ``text/plain``).
+        Validation happens in the background; bad payloads are counted and dropped.
+
+        Example (Flask)::
+
+            @app.post("/api/event")
+            def event():
+                skopos.track_api_event(request, request.get_data())
+                return "", 204
+        """
+        self._submit("api", self.options.site_id, request, payload=payload)
+
+    def track_server_event(
+        self,
+        request: object,
+        event_name: str,
+        custom_data: Mapping[str, Any] | None = None,
+        site_id: str | None = None,
+    ) -> None:
+        """Queue a backend-only event (webhook, job, API call) as a custom event.
+
+        ``request`` links it to the visitor's session (``None`` for cron jobs and
+        queues: such events belong to one "server" visitor per site).
+        ``site_id`` sends it to another website than the default one.
+
+        Example::
+
+            skopos.track_server_event(request, "payment-webhook-received",
+                                      {"source": "stripe", "amount": 42})
+        """
+        self._submit(
+            "server", site_id or self.options.site_id, request, name=event_name, data=custom_data
+        )
+
+    def identify(
+        self, request: object, user_id: str, traits: Mapping[str, Any] | None = None
+    ) -> None:
+        """Link the visitor behind ``request`` to your app's user id.
+
+        ``traits`` may carry ``name`` and ``phone`` (stored in those fields) and
+        anything else JSON-serialisable (stored as ``metadata``, at most 8 KiB).
+
+        Example::
+
+            skopos.identify(request, "user_123", {"name": "Ada", "plan": "pro"})
+        """
+        self._submit("identify", self.options.site_id, request, name=user_id, data=traits)
+
+    def _submit(
+        self,
+        kind: CallKind,
+        site_id: str,
+        request: object,
+        *,
+        payload: object = None,
+        name: object = None,
+        data: object = None,
+    ) -> None:
+        try:
+            if self._closed:
+                self._late_calls += 1
+                return
+            call = TrackCall(kind, site_id, take_snapshot(request), payload, name, data)
+            if not self._queue.put(call):
+                self._warn_queue_full()
+            if not self._worker.alive:
+                self._worker.start()
+        except Exception:
+            if self.options.strict:
+                raise
+            logger.exception("skopos: internal error in a tracking call (ignored)")
+
+    def _warn_queue_full(self) -> None:
+        now = time.monotonic()
+        if now - self._queue_full_logged >= _QUEUE_FULL_LOG_INTERVAL:
+            self._queue_full_logged = now
+            logger.warning(
+                "skopos: queue full (%d calls); dropping new calls until it drains",
+                self.options.max_queue_size,
+            )
+
+    # -- flushing and lifecycle ------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until every call accepted so far is written or dropped; False on timeout.
+
+        Example::
+
+            skopos.flush(timeout=5.0)
+        """
+        target = self._queue.accepted
+        self._worker.request_flush()
+        done = self._ledger.wait_acknowledged(target, timeout)
+        self._raise_if_strict()
+        return done
+
+    async def aflush(self, timeout: float = 10.0) -> bool:
+        """``flush`` without blocking the event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Flush for at most ``timeout`` seconds, then stop threads and close connections.
+
+        What cannot be written by then is dropped and counted
+        (``undelivered_at_shutdown``). Idempotent; later tracking calls are ignored.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        atexit.unregister(self._at_exit)
+        self._worker.stop(timeout)
+        self._sites.stop()
+        self._client.close()
+        self._raise_if_strict()
+
+    async def ashutdown(self, timeout: float = 10.0) -> None:
+        """``shutdown`` without blocking the event loop."""
+        await asyncio.to_thread(self.shutdown, timeout)
+
+    def _at_exit(self) -> None:
+        try:
+            self.shutdown(ATEXIT_BUDGET)
+        except Exception:
+            logger.exception("skopos: error while flushing at exit")
+
+    def _raise_if_strict(self) -> None:
+        error = self._worker.internal_error
+        if self.options.strict and error is not None:
+            self._worker.internal_error = None
+            raise error
+
+    def __enter__(self) -> SkoposSDK:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    # -- observability ----------------------------------------------------------------------
+
+    def stats(self) -> SkoposStats:
+        """What happened so far: accepted, written, dropped by reason, queue depth, ...
+
+        Example::
+
+            >>> skopos.stats().dropped  # doctest: +SKIP
+            {'bot:ua_list': 12, 'invalid:bad_url': 1}
+        """
+        ledger = self._ledger
+        dropped = dict(ledger.dropped)
+        if self._queue.rejected:
+            dropped["queue_full"] = self._queue.rejected
+        if self._late_calls:
+            dropped["after_shutdown"] = self._late_calls
+        depth = len(self._queue)
+        return SkoposStats(
+            accepted=self._queue.accepted,
+            written=ledger.written,
+            dropped=dropped,
+            queue_depth=depth,
+            pending=max(0, self._queue.accepted - ledger.acknowledged - depth),
+            records=dict(ledger.records),
+            retries=ledger.retries,
+            last_error=ledger.last_error,
+            last_error_at=ledger.last_error_at,
+        )

@@ -1,0 +1,88 @@
+"""Counters that account for every tracking call, and waiting on them.
+
+Every call the SDK accepts is acknowledged exactly once: written to
+PocketBase, or dropped with a reason. ``flush`` waits on that ledger.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+__all__ = ["Ledger", "SkoposStats"]
+
+
+@dataclass(frozen=True)
+class SkoposStats:
+    """A snapshot of what the SDK did since ``init``; ``skopos.stats()`` returns one.
+
+    - ``accepted``: tracking calls queued;
+    - ``written``: accepted calls whose records are in PocketBase;
+    - ``dropped``: calls not written, by reason (``queue_full``, ``bot:ua_list``,
+      ``ip_blacklisted``, ``invalid_json``, ``site_archived``, ...);
+    - ``queue_depth``: calls waiting for the worker; ``pending``: calls the worker
+      holds (in a batch not yet written, or JS errors awaiting their interval);
+    - ``records``: records written, by collection; ``retries``: PocketBase requests
+      repeated after a transient failure; ``last_error``: the latest one, if any.
+
+    ``accepted + dropped['queue_full'] == calls``, and once ``flush()`` returns True,
+    ``written + sum(dropped) - dropped['queue_full'] == accepted``.
+    """
+
+    accepted: int
+    written: int
+    dropped: dict[str, int]
+    queue_depth: int
+    pending: int
+    records: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+class Ledger:
+    """Worker-side counters; the request path only touches the queue's counters."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self.acknowledged = 0
+        self.written = 0
+        self.dropped: Counter[str] = Counter()
+        self.records: Counter[str] = Counter()
+        self.retries = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    def ack_written(self, count: int = 1) -> None:
+        """``count`` accepted calls reached PocketBase."""
+        with self._condition:
+            self.written += count
+            self.acknowledged += count
+            self._condition.notify_all()
+
+    def ack_dropped(self, reason: str, count: int = 1) -> None:
+        """``count`` accepted calls will never be written, because of ``reason``."""
+        with self._condition:
+            self.dropped[reason] += count
+            self.acknowledged += count
+            self._condition.notify_all()
+
+    def count_records(self, collection: str, count: int) -> None:
+        """Records written to ``collection``."""
+        with self._condition:
+            self.records[collection] += count
+
+    def note_error(self, message: str, *, retried: bool) -> None:
+        """Remember the latest PocketBase failure."""
+        with self._condition:
+            self.last_error = message
+            self.last_error_at = time.time()
+            if retried:
+                self.retries += 1
+
+    def wait_acknowledged(self, target: int, timeout: float) -> bool:
+        """Wait until ``target`` calls are acknowledged; False on timeout."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self.acknowledged >= target, timeout)

@@ -1,0 +1,177 @@
+"""Batch → PocketBase: transactions, retries, and exactly-once acknowledgement.
+
+Writes go in transactions of at most the server's ``batch.maxRequests``.
+Transient failures (unreachable, 5xx, 408, 429, a refused token) are retried
+with exponential backoff, jitter and a ceiling, honouring ``Retry-After``,
+until they succeed or the deadline given by ``shutdown`` passes. A permanent
+rejection of one record drops that record (and, for a visitor or session, the
+records that depend on it), counts it, and sends the rest again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from skopos._exceptions import (
+    PocketBaseAuthError,
+    PocketBaseBatchDisabled,
+    PocketBaseError,
+    PocketBaseValidationError,
+)
+from skopos._pb_client import PocketBaseClient
+from skopos._sessions import PendingWrite
+from skopos._stats import Ledger
+
+__all__ = ["Backoff", "BatchWriter"]
+
+logger = logging.getLogger("skopos")
+
+
+class Backoff:
+    """Exponential backoff with full jitter: ``base * 2**n``, capped at ``ceiling`` seconds."""
+
+    def __init__(self, base: float = 0.25, ceiling: float = 30.0) -> None:
+        self.base = base
+        self.ceiling = ceiling
+        self.failures = 0
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        """Seconds to wait before the next attempt."""
+        self.failures += 1
+        delay = min(self.ceiling, self.base * 2 ** min(self.failures - 1, 20))
+        delay = random.uniform(delay / 2, delay)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.ceiling * 4))
+        return delay
+
+    def reset(self) -> None:
+        """Back to the first delay after a success."""
+        self.failures = 0
+
+
+def _is_duplicate_create(error: PocketBaseValidationError, write: PendingWrite) -> bool:
+    """A create refused as not unique: an earlier attempt, or another process, wrote
+    it first. PocketBase reports it on ``id`` or on a unique index's fields, such as
+    visitors' ``(website, visitorId)``, whichever it checks first."""
+    if write.request.method != "POST":
+        return False
+    codes = [value.get("code") for value in error.data.values() if isinstance(value, dict)]
+    return bool(codes) and all(code == "validation_not_unique" for code in codes)
+
+
+class BatchWriter:
+    """Sends ``PendingWrite`` lists and acknowledges their tracking calls."""
+
+    def __init__(
+        self,
+        client: PocketBaseClient,
+        ledger: Ledger,
+        *,
+        on_dropped_parent: Callable[[str], None],
+        stop: threading.Event,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._client = client
+        self._ledger = ledger
+        self._on_dropped_parent = on_dropped_parent
+        self._stop = stop
+        self._backoff = backoff or Backoff()
+        self.deadline_passed: Callable[[], bool] = lambda: False
+
+    def write(self, writes: Sequence[PendingWrite]) -> None:
+        """Write everything, acknowledging each tracking call as written or dropped."""
+        if not writes:
+            return
+        size = self._chunk_size()
+        for start in range(0, len(writes), size):
+            self._write_chunk(list(writes[start : start + size]))
+
+    def _chunk_size(self) -> int:
+        try:
+            return self._client.batch_max_requests()
+        except PocketBaseError:
+            return 50  # PocketBase's default; the write itself will report the problem
+
+    def _write_chunk(self, chunk: list[PendingWrite]) -> None:
+        while chunk:
+            try:
+                self._client.batch([write.request for write in chunk])
+            except PocketBaseValidationError as error:
+                chunk = self._without_rejected(chunk, error)
+                continue
+            except PocketBaseError as error:
+                if not self._wait_to_retry(error):
+                    self._drop(chunk, "undelivered_at_shutdown")
+                    return
+                continue
+            self._backoff.reset()
+            self._acknowledge(chunk)
+            return
+
+    def _retryable(self, error: PocketBaseError) -> bool:
+        return error.retryable or isinstance(error, (PocketBaseAuthError, PocketBaseBatchDisabled))
+
+    def _wait_to_retry(self, error: PocketBaseError) -> bool:
+        """Log, back off; False when retrying must stop (deadline or permanent error)."""
+        if not self._retryable(error):
+            logger.error("skopos: PocketBase refused a batch permanently: %s", error)
+            self._ledger.note_error(str(error), retried=False)
+            return False
+        self._ledger.note_error(str(error), retried=True)
+        retry_after = getattr(error, "retry_after", None)
+        delay = self._backoff.next_delay(retry_after)
+        level = logging.WARNING if self._backoff.failures in (1, 10) else logging.DEBUG
+        logger.log(level, "skopos: write failed (%s); retrying in %.1fs", error, delay)
+        while delay > 0 and not self.deadline_passed():
+            step = min(delay, 0.1)
+            self._stop.wait(step)
+            delay -= step
+        return not self.deadline_passed()
+
+    def _without_rejected(
+        self, chunk: list[PendingWrite], error: PocketBaseValidationError
+    ) -> list[PendingWrite]:
+        index = error.request_index
+        if index is None or not 0 <= index < len(chunk):
+            logger.error("skopos: PocketBase rejected a batch: %s", error)
+            self._ledger.note_error(str(error), retried=False)
+            self._drop(chunk, "rejected_by_pocketbase")
+            return []
+        bad = chunk[index]
+        if _is_duplicate_create(error, bad):
+            if bad.if_exists is None:  # an earlier attempt or another process wrote it
+                self._acknowledge([bad])
+                return chunk[:index] + chunk[index + 1 :]
+            instead = PendingWrite(bad.if_exists, bad.collection, bad.key, bad.acks, bad.parent)
+            return [*chunk[:index], instead, *chunk[index + 1 :]]
+        logger.warning("skopos: PocketBase rejected a record, dropping it: %s", error)
+        self._ledger.note_error(str(error), retried=False)
+        if bad.parent and bad.key:
+            rejected = [w for w in chunk if w.key == bad.key]
+            self._on_dropped_parent(bad.key)
+        else:
+            rejected = [bad]
+        self._drop(rejected, "rejected_by_pocketbase")
+        rejected_ids = {id(w) for w in rejected}
+        return [w for w in chunk if id(w) not in rejected_ids]
+
+    def _acknowledge(self, writes: Sequence[PendingWrite]) -> None:
+        records: Counter[str] = Counter()
+        acks = 0
+        for write in writes:
+            acks += write.acks
+            if write.request.method != "PATCH":  # a count+ update is not a new record
+                records[write.collection] += 1
+        for collection, count in records.items():
+            self._ledger.count_records(collection, count)
+        if acks:
+            self._ledger.ack_written(acks)
+
+    def _drop(self, writes: Sequence[PendingWrite], reason: str) -> None:
+        acks = sum(write.acks for write in writes)
+        if acks:
+            self._ledger.ack_dropped(reason, acks)

@@ -1,0 +1,198 @@
+"""Pure logic of the tracking engine: options, snapshots, the queue, ids, error groups."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from skopos import ConfigurationError
+from skopos._config import resolve_options
+from skopos._identity import VisitorHasher, derive_record_id, random_record_id
+from skopos._js_errors import ErrorAggregator, error_hash, top_frame
+from skopos._queue import WorkQueue
+from skopos._snapshot import snapshot_from_environ, snapshot_from_scope, take_snapshot
+
+REQUIRED = {
+    "pocketbase_url": "http://127.0.0.1:8090",
+    "site_id": "abc",
+    "admin_email": "a@b.c",
+    "admin_password": "pw",
+}
+
+
+# -- options ----------------------------------------------------------------------------
+
+
+def test_argument_beats_environment_beats_default() -> None:
+    env = {"SKOPOS_BATCH_INTERVAL": "2.5", "SKOPOS_SESSION_TIMEOUT": "60", "SKOPOS_BATCH": "yes"}
+    options = resolve_options({**REQUIRED, "session_timeout": 30}, env)
+    assert (options.session_timeout, options.batch_interval, options.batch) == (30.0, 2.5, True)
+    assert options.js_error_batch_interval == 300.0
+
+
+def test_required_options_come_from_the_environment() -> None:
+    env = {
+        "SKOPOS_POCKETBASE_URL": "https://pb.example.com",
+        "SKOPOS_SITE_ID": "site",
+        "SKOPOS_ADMIN_EMAIL": "a@b.c",
+        "SKOPOS_ADMIN_PASSWORD": "secret",
+    }
+    options = resolve_options({}, env)
+    assert options.pocketbase_url == "https://pb.example.com"
+    assert "secret" not in repr(options)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environ", "message"),
+    [
+        ({}, {}, "missing required option(s): pocketbase_url (or SKOPOS_POCKETBASE_URL)"),
+        ({**REQUIRED, "pocketbase_url": "ftp://x"}, {}, "must be an http(s) URL"),
+        ({**REQUIRED, "batch_interval": 0}, {}, "batch_interval (argument) is invalid"),
+        ({**REQUIRED}, {"SKOPOS_MAX_BATCH_SIZE": "lots"}, "max_batch_size (SKOPOS_MAX_BATCH_SIZE)"),
+        ({**REQUIRED}, {"SKOPOS_BATCH": "maybe"}, "expected true or false"),
+        ({**REQUIRED, "max_batch_size": True}, {}, "expected a number"),
+        ({**REQUIRED, "colour": "red"}, {}, "unknown option(s): colour"),
+    ],
+)
+def test_bad_options_are_named(
+    arguments: dict[str, object], environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_options(arguments, environ)
+    assert message in str(caught.value)
+
+
+# -- snapshots ----------------------------------------------------------------------------
+
+
+def test_environ_snapshot_copies_only_what_it_needs() -> None:
+    environ = {
+        "REMOTE_ADDR": "203.0.113.5",
+        "PATH_INFO": "/api/event",
+        "HTTP_USER_AGENT": "UA" * 1000,
+        "HTTP_ACCEPT_LANGUAGE": "de",
+        "HTTP_X_FORWARDED_FOR": "1.2.3.4",
+        "HTTP_COOKIE": "session=secret",
+        "wsgi.input": object(),
+    }
+    snap = snapshot_from_environ(environ)
+    assert (snap.peer, snap.path, snap.accept_language) == ("203.0.113.5", "/api/event", "de")
+    assert snap.user_agent is not None
+    assert len(snap.user_agent) == 1024
+    assert snap.forwarding_headers() == {"x-forwarded-for": "1.2.3.4"}
+    assert "203.0.113.5" not in repr(snap)
+
+
+def test_scope_snapshot_joins_repeated_headers() -> None:
+    scope = {
+        "type": "http",
+        "path": "/e",
+        "client": ("2001:db8::1", 443),
+        "headers": [
+            (b"User-Agent", b"Mozilla/5.0"),
+            (b"x-forwarded-for", b"1.1.1.1"),
+            (b"x-forwarded-for", b"2.2.2.2"),
+            ("bad", "types"),
+            (b"only-one",),
+        ],
+    }
+    snap = snapshot_from_scope(scope)
+    assert (snap.peer, snap.path, snap.user_agent) == ("2001:db8::1", "/e", "Mozilla/5.0")
+    assert snap.x_forwarded_for == "1.1.1.1, 2.2.2.2"
+
+
+def test_framework_requests_are_recognised_by_shape() -> None:
+    environ = {"REMOTE_ADDR": "198.51.100.1", "PATH_INFO": "/x"}
+    scope = {"type": "http", "path": "/y", "client": ["198.51.100.2", 1], "headers": []}
+    django_like = SimpleNamespace(META=environ, scope=scope)  # Django's ASGIRequest has both
+    flask_like = SimpleNamespace(environ=environ)
+    starlette_like = SimpleNamespace(scope=scope)
+    assert take_snapshot(django_like).peer == "198.51.100.1"  # type: ignore[union-attr]
+    assert take_snapshot(flask_like).peer == "198.51.100.1"  # type: ignore[union-attr]
+    assert take_snapshot(starlette_like).peer == "198.51.100.2"  # type: ignore[union-attr]
+    assert take_snapshot(scope).path == "/y"  # type: ignore[union-attr]
+    assert take_snapshot(None) is None
+    assert take_snapshot(object()) is None
+    assert take_snapshot({"client": None, "type": "http", "headers": None}).peer is None  # type: ignore[union-attr]
+
+
+# -- the queue ------------------------------------------------------------------------------
+
+
+def test_queue_is_bounded_and_counts() -> None:
+    queue: WorkQueue[int] = WorkQueue(maxsize=3)
+    assert [queue.put(n) for n in range(5)] == [True, True, True, False, False]
+    assert (queue.accepted, queue.rejected, len(queue)) == (3, 2, 3)
+    assert queue.take(2, timeout=0) == [0, 1]
+    assert queue.drain() == [2]
+    assert queue.take(10, timeout=0) == []
+
+
+def test_queue_take_wakes_on_put_and_on_wake() -> None:
+    queue: WorkQueue[str] = WorkQueue(maxsize=10)
+    threading.Timer(0.05, lambda: queue.put("hello")).start()
+    started = time.monotonic()
+    assert queue.take(10, timeout=5) == ["hello"]
+    threading.Timer(0.05, queue.wake).start()
+    assert queue.take(10, timeout=5) == []
+    assert time.monotonic() - started < 2
+
+
+# -- ids ------------------------------------------------------------------------------------
+
+
+def test_record_ids_are_pocketbase_shaped() -> None:
+    for record_id in [derive_record_id("a", "b"), random_record_id()]:
+        assert len(record_id) == 15
+        assert record_id.isalnum()
+        assert record_id == record_id.lower()
+    assert derive_record_id("session", "v", "") != derive_record_id("session", "v", "x")
+    assert derive_record_id("a", "bc") != derive_record_id("ab", "c")
+
+
+def test_visitor_ids_depend_on_salt_site_ip_and_agent() -> None:
+    one, two = VisitorHasher(b"salt-one"), VisitorHasher(b"salt-two")
+    base = one.visitor_id("site", "203.0.113.1", "UA")
+    assert base == one.visitor_id("site", "203.0.113.1", "UA")
+    assert len(base) == 32
+    assert base != two.visitor_id("site", "203.0.113.1", "UA")
+    assert base != one.visitor_id("other", "203.0.113.1", "UA")
+    assert base != one.visitor_id("site", "203.0.113.2", "UA")
+    assert base != one.visitor_id("site", "203.0.113.1", "UA2")
+
+
+# -- JS error groups -----------------------------------------------------------------------
+
+
+def test_top_frame_per_browser() -> None:
+    chrome = "TypeError: boom\n    at render (https://x.test/app.js?v=9:10:5)\n    at main"
+    firefox = "render@https://x.test/app.js:10:5\nmain@https://x.test/app.js:1:1"
+    assert top_frame(chrome, "TypeError: boom") == "at render (https://x.test/app.js:10:5)"
+    assert top_frame(firefox, "boom") == "render@https://x.test/app.js:10:5"
+    assert top_frame(None, "x") == ""
+    assert error_hash("m", chrome) == error_hash("m", chrome.replace("?v=9", "?v=10"))
+    assert error_hash("m", chrome) != error_hash("other", chrome)
+
+
+def test_aggregator_counts_per_site_and_group() -> None:
+    errors = ErrorAggregator()
+    for site in ("s1", "s1", "s2"):
+        errors.add(
+            site_record_id=site,
+            message="m",
+            stack_trace=None,
+            url="u",
+            session_id="x",
+            seen_at=time.time(),
+        )
+    assert errors.occurrences == 3
+    groups = sorted(errors.take(), key=lambda g: g.site_record_id)
+    assert [(g.site_record_id, g.count) for g in groups] == [("s1", 2), ("s2", 1)]
+    upsert, increment = groups[0].writes()
+    assert upsert.acks == 2
+    assert upsert.parent
+    assert increment.request.body == {"count+": 2}
+    assert errors.occurrences == 0

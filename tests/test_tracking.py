@@ -1,0 +1,454 @@
+"""The tracking engine end to end against a real PocketBase: what lands is what we expect."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from conftest import PocketBaseServer
+from skopos import ConfigurationError, PocketBaseAuthError, PocketBaseUnreachable, SkoposSDK
+from skopos._embedded import free_port
+from skopos._pb_client import PocketBaseClient
+from skopos._setup import Website, ensure_website
+from tracking_helpers import (
+    CHROME,
+    FIREFOX,
+    GOOGLEBOT,
+    IPHONE,
+    custom,
+    environ,
+    js_error,
+    page_view,
+    records,
+    scope,
+    site_events,
+    site_sessions,
+)
+
+pytestmark = pytest.mark.pocketbase
+
+MakeSdk = Callable[..., SkoposSDK]
+
+
+@pytest.fixture
+def make_sdk(pocketbase: PocketBaseServer, website: Website) -> Iterator[MakeSdk]:
+    """SDK instances for the test's website (strict, realtime off unless asked), shut down after."""
+    made: list[SkoposSDK] = []
+
+    def make(**options: Any) -> SkoposSDK:
+        settings: dict[str, Any] = {
+            "pocketbase_url": pocketbase.url,
+            "site_id": website.tracking_id,
+            "admin_email": pocketbase.email,
+            "admin_password": pocketbase.password,
+            "strict": True,
+            "realtime": False,
+            **options,
+        }
+        sdk = SkoposSDK.init(**settings)
+        made.append(sdk)
+        return sdk
+
+    yield make
+    for sdk in made:
+        sdk.shutdown(timeout=5)
+
+
+def test_page_views_custom_events_and_sessions(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    sdk = make_sdk(session_timeout=1.5)
+    domain = website.domain
+    ada, bob = environ("203.0.113.10", CHROME), scope("2001:db8::20", IPHONE)
+    sdk.track_api_event(
+        ada,
+        page_view(
+            domain,
+            "/",
+            referrer="https://news.example.org/x?id=1",
+            screenWidth=1920,
+            screenHeight=1080,
+            language="en-US",
+        ),
+    )
+    sdk.track_api_event(ada, page_view(f"www.{domain}", "/pricing?plan=pro"))
+    sdk.track_api_event(ada, custom(domain, "/pricing", "signup", {"plan": "pro", "seats": 3}))
+    sdk.track_api_event(bob, page_view(domain, "/blog/post-1#comments"))
+    assert sdk.flush(timeout=10)
+
+    visitors = records(pb, "visitors", website=website.id)
+    assert len(visitors) == 2
+    sessions = {s["visitor"]: s for s in site_sessions(pb, website.id)}
+    assert len(sessions) == 2
+    by_entry = {s["entryPath"]: s for s in sessions.values()}
+    first = by_entry["/"]
+    assert (first["exitPath"], first["isNewVisitor"]) == ("/pricing", True)
+    assert first["referrer"] == "https://news.example.org/x"
+    assert (first["browser"], first["os"], first["device"]) == ("Chrome", "Windows", "desktop")
+    assert (first["screenWidth"], first["screenHeight"], first["language"]) == (
+        "1920",
+        "1080",
+        "en-US",
+    )
+    assert first["ipAddress"] == ""  # storeRawIp is off
+    mobile = by_entry["/blog/post-1"]
+    assert (mobile["device"], mobile["exitPath"]) == ("mobile", "/blog/post-1")
+
+    events = site_events(pb, website.id)
+    assert Counter((e["type"], e["path"], e["eventName"]) for e in events) == Counter(
+        {
+            ("pageView", "/", ""): 1,
+            ("pageView", "/pricing", ""): 1,
+            ("custom", "/pricing", "signup"): 1,
+            ("pageView", "/blog/post-1", ""): 1,
+        }
+    )
+    signup = next(e for e in events if e["eventName"] == "signup")
+    assert signup["eventData"] == {"plan": "pro", "seats": 3}
+    assert signup["session"] == first["id"]
+
+    # After the session timeout, the same visitor opens a second session.
+    time.sleep(2.0)
+    sdk.track_api_event(ada, page_view(domain, "/again"))
+    assert sdk.flush(timeout=10)
+    ada_sessions = [s for s in site_sessions(pb, website.id) if s["visitor"] == first["visitor"]]
+    assert [(s["entryPath"], s["isNewVisitor"]) for s in ada_sessions] == [
+        ("/", True),
+        ("/again", False),
+    ]
+    assert len(records(pb, "visitors", website=website.id)) == 2
+
+    stats = sdk.stats()
+    assert (stats.accepted, stats.written, stats.dropped, stats.pending) == (5, 5, {}, 0)
+
+
+def test_js_errors_are_grouped_and_counted(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    sdk = make_sdk(js_error_batch_interval=3600)
+    visitor = environ("198.51.100.7", FIREFOX)
+    for _ in range(3):
+        sdk.track_api_event(visitor, js_error(website.domain, "TypeError: x is undefined"))
+    sdk.track_api_event(
+        visitor,
+        js_error(website.domain, "TypeError: x is undefined", "at render (app.js?v=2:10:5)"),
+    )
+    sdk.track_api_event(
+        visitor, js_error(website.domain, "RangeError: too deep", "at loop (lib.js:1:1)")
+    )
+    assert sdk.flush(timeout=10)
+    groups = {e["errorMessage"]: e for e in records(pb, "js_errors", website=website.id)}
+    assert {m: g["count"] for m, g in groups.items()} == {
+        "TypeError: x is undefined": 4,  # a cache-busting query string does not split a group
+        "RangeError: too deep": 1,
+    }
+    [session] = site_sessions(pb, website.id)
+    assert groups["RangeError: too deep"]["session"] == session["id"]
+    assert groups["RangeError: too deep"]["lastSeen"]
+
+    sdk.track_api_event(visitor, js_error(website.domain, "TypeError: x is undefined"))
+    assert sdk.flush(timeout=10)
+    again = {e["errorMessage"]: e for e in records(pb, "js_errors", website=website.id)}
+    assert again["TypeError: x is undefined"]["count"] == 5
+    assert len(again) == 2
+    assert site_events(pb, website.id) == []  # errors are not events
+
+
+def test_filters_drop_and_count_without_writing(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    pb.update_record(
+        "websites",
+        website.id,
+        {
+            "ipBlacklist": ["192.0.2.1", "10.20.0.0/16", "2001:db8:bad::/48"],
+            "disableLocalhostTracking": True,
+        },
+    )
+    sdk = make_sdk()
+    domain = website.domain
+    calls = [
+        (environ("192.0.2.1"), page_view(domain, "/")),  # exact address
+        (environ("10.20.3.4"), page_view(domain, "/")),  # IPv4 range
+        (scope("::ffff:10.20.9.9"), page_view(domain, "/")),  # IPv4-mapped IPv6 in the range
+        (scope("2001:db8:bad::1"), page_view(domain, "/")),  # IPv6 range
+        (environ("198.51.100.1", GOOGLEBOT), page_view(domain, "/")),
+        (environ("198.51.100.2", ""), page_view(domain, "/")),
+        (environ("198.51.100.3"), page_view("evil.example.com", "/")),
+        (environ("198.51.100.4"), page_view(f"{domain}.evil.net", "/")),
+        (environ("198.51.100.5"), {"type": "pageView", "url": "http://localhost:3000/"}),
+    ]
+    for request, payload in calls:
+        sdk.track_api_event(request, payload)
+    assert sdk.flush(timeout=10)
+    assert site_sessions(pb, website.id) == []
+    assert records(pb, "visitors", website=website.id) == []
+    dropped = sdk.stats().dropped
+    assert dropped.pop("ip_blacklisted") == 4
+    assert dropped.pop("off_domain") == 2
+    assert dropped.pop("localhost") == 1
+    assert sum(dropped.values()) == 2
+    assert all(reason.startswith("bot:") for reason in dropped)
+
+
+MALFORMED: list[object] = [
+    None,
+    42,
+    "not json",
+    b"\xff\xfe\x00 not utf-8",
+    b'{"type": "pageView"',
+    [],
+    {},
+    {"type": "pageView"},
+    {"type": "teleport", "url": "https://{domain}/"},
+    {"type": "pageView", "url": "javascript:alert(1)"},
+    {"type": "pageView", "url": "https://{domain}/" + "a" * 3000},
+    {"type": "custom", "url": "https://{domain}/", "name": ""},
+    {"type": "custom", "url": "https://{domain}/", "name": "x", "customData": "not an object"},
+    {"type": "custom", "url": "https://{domain}/", "name": "x", "customData": {"a": "b" * 20000}},
+    {"type": "jsError", "url": "https://{domain}/"},
+    b"[" * 100_000,
+    b'{"type": "pageView", "url": "https://{domain}/", "screenWidth": NaN}',
+]
+
+
+def with_domain(payload: object, domain: str) -> object:
+    if isinstance(payload, dict):
+        return {
+            k: v.replace("{domain}", domain) if isinstance(v, str) else v
+            for k, v in payload.items()
+        }
+    if isinstance(payload, bytes):
+        return payload.replace(b"{domain}", domain.encode())
+    return payload
+
+
+def test_malformed_payloads_never_raise_and_never_leave_a_record(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    sdk = make_sdk()
+    for payload in MALFORMED:
+        sdk.track_api_event(environ("198.51.100.9"), with_domain(payload, website.domain))
+    sdk.track_api_event(object(), page_view(website.domain, "/"))  # unknown request type
+    sdk.track_api_event(None, page_view(website.domain, "/"))  # no request: no user agent
+    assert sdk.flush(timeout=10)
+    stats = sdk.stats()
+    assert stats.written == 0
+    invalid = {reason: n for reason, n in stats.dropped.items() if reason.startswith("invalid:")}
+    assert sum(invalid.values()) == len(MALFORMED)
+    assert sum(n for reason, n in stats.dropped.items() if reason.startswith("bot:")) == 2
+    assert records(pb, "visitors", website=website.id) == []
+    assert site_sessions(pb, website.id) == []
+
+
+def test_site_id_override_writes_to_that_site(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    other = ensure_website(pb, "other", f"other-{website.domain}")
+    sdk = make_sdk()
+    request = environ("203.0.113.77", path="/webhooks/stripe")
+    sdk.track_server_event(
+        request, "payment-webhook-received", {"source": "stripe"}, site_id=other.tracking_id
+    )
+    sdk.track_server_event(None, "nightly-report", {"rows": 12})
+    sdk.track_server_event(request, "unknown-site", site_id="no-such-tracking-id")
+    assert sdk.flush(timeout=10)
+    [other_session] = site_sessions(pb, other.id)
+    [payment] = records(pb, "events", session=other_session["id"])
+    assert (payment["type"], payment["eventName"], payment["path"]) == (
+        "custom",
+        "payment-webhook-received",
+        "/webhooks/stripe",
+    )
+    assert payment["eventData"] == {"source": "stripe"}
+    [own_session] = site_sessions(pb, website.id)
+    [report] = records(pb, "events", session=own_session["id"])
+    assert report["eventName"] == "nightly-report"
+    assert sdk.stats().dropped == {"unknown_site": 1}
+
+
+def test_identify_links_the_visitor(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    sdk = make_sdk()
+    request = environ("203.0.113.50")
+    sdk.track_api_event(request, page_view(website.domain, "/login"))
+    sdk.identify(request, "user_123", {"name": "Ada", "phone": "+44 20", "plan": "pro"})
+    assert sdk.flush(timeout=10)
+    [visitor] = records(pb, "visitors", website=website.id)
+    assert (visitor["userId"], visitor["name"], visitor["phone"]) == ("user_123", "Ada", "+44 20")
+    assert visitor["metadata"] == {"plan": "pro"}
+    sdk.track_api_event(request, page_view(website.domain, "/account"))
+    assert sdk.flush(timeout=10)
+    [visitor] = records(pb, "visitors", website=website.id)
+    assert visitor["userId"] == "user_123"  # later writes never erase it
+
+
+def test_a_restarted_process_continues_the_session(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    request = environ("203.0.113.60")
+    first = make_sdk()
+    first.track_api_event(request, page_view(website.domain, "/one"))
+    first.shutdown(timeout=10)
+    second = make_sdk()
+    second.track_api_event(request, page_view(website.domain, "/two"))
+    assert second.flush(timeout=10)
+    [session] = site_sessions(pb, website.id)
+    assert (session["entryPath"], session["exitPath"]) == ("/one", "/two")
+    assert len(site_events(pb, website.id)) == 2
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("mode", ["realtime", "polling"])
+def test_archiving_at_runtime_is_followed(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website, mode: str
+) -> None:
+    if mode == "realtime":
+        sdk = make_sdk(realtime=True, config_refresh_interval=3600)
+        wait_until(lambda: sdk._sites.realtime_connected)
+    else:
+        sdk = make_sdk(realtime=False, config_refresh_interval=0.5)
+    request = environ("203.0.113.70")
+    sent = 0
+
+    def send_is_dropped() -> bool:
+        nonlocal sent
+        sent += 1
+        before = sdk.stats().dropped.get("site_archived", 0)
+        sdk.track_api_event(request, page_view(website.domain, f"/p{sent}"))
+        assert sdk.flush(timeout=10)
+        return sdk.stats().dropped.get("site_archived", 0) > before
+
+    assert not send_is_dropped()
+    pb.update_record("websites", website.id, {"isArchived": True})
+    wait_until(send_is_dropped)
+    archived_from = sent
+    pb.update_record("websites", website.id, {"isArchived": False})
+    wait_until(lambda: not send_is_dropped())
+    landed = {e["path"] for e in site_events(pb, website.id)}
+    assert "/p1" in landed
+    assert f"/p{sent}" in landed
+    assert f"/p{archived_from}" not in landed
+    assert len(landed) == sent - sdk.stats().dropped["site_archived"]
+
+
+def test_init_fails_fast_with_clear_errors(pocketbase: PocketBaseServer, website: Website) -> None:
+    base = {
+        "pocketbase_url": pocketbase.url,
+        "admin_email": pocketbase.email,
+        "admin_password": pocketbase.password,
+        "site_id": website.tracking_id,
+    }
+    with pytest.raises(ConfigurationError, match="no website with tracking id 'nope'"):
+        SkoposSDK.init(**{**base, "site_id": "nope"})
+    with pytest.raises(PocketBaseAuthError):
+        SkoposSDK.init(**{**base, "admin_password": "wrong-password"})
+    with pytest.raises(PocketBaseUnreachable):
+        SkoposSDK.init(**{**base, "pocketbase_url": f"http://127.0.0.1:{free_port()}"})
+    with pytest.raises(ConfigurationError, match="batch_interval"):
+        SkoposSDK.init(**{**base, "batch_interval": -1})
+    with pytest.raises(TypeError):
+        SkoposSDK.init(**{**base, "sesion_timeout": 3})  # a typo is never ignored
+
+
+def test_batch_mode_writes_on_size_and_interval(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    sdk = make_sdk(batch=True, batch_interval=1.0, max_batch_size=5)
+    request = environ("203.0.113.80")
+    for n in range(4):
+        sdk.track_api_event(request, page_view(website.domain, f"/b{n}"))
+    time.sleep(0.3)
+    assert site_events(pb, website.id) == []  # held: below size, before the interval
+    wait_until(lambda: len(site_events(pb, website.id)) == 4, timeout=5)
+    for n in range(5):
+        sdk.track_api_event(request, page_view(website.domain, f"/c{n}"))
+    wait_until(lambda: len(site_events(pb, website.id)) == 9, timeout=0.9)  # size reached
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_two_processes_share_the_load_without_splitting_or_duplicating(
+    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website, batch: bool
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    visitors, views = 30, 6
+    config = {
+        "sdk": {
+            "pocketbase_url": pocketbase.url,
+            "site_id": website.tracking_id,
+            "admin_email": pocketbase.email,
+            "admin_password": pocketbase.password,
+            "strict": True,
+            "realtime": False,
+            "batch": batch,
+            "batch_interval": 0.1,
+        },
+        "domain": website.domain,
+        "visitors": visitors,
+        "views": views,
+        "step": 0.5,
+    }
+    tests_dir = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": str(tests_dir)}
+    script = str(tests_dir / "replay_process.py")
+    workers = [
+        subprocess.Popen(
+            [sys.executable, script, json.dumps(config), str(share)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for share in (0, 1)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready"
+        start_at = f"{time.time() + 0.3}\n"
+        for worker in workers:  # every child gets the start time before any is waited on
+            assert worker.stdin is not None
+            worker.stdin.write(start_at)
+            worker.stdin.close()
+        results = []
+        for worker in workers:
+            assert worker.stdout is not None
+            results.append(json.loads(worker.stdout.read()))
+            worker.stdout.close()
+            assert worker.wait(timeout=60) == 0
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert all(r["flushed"] and not r["dropped"] for r in results), results
+    assert [r["written"] for r in results] == [visitors * views] * 2
+
+    assert len(records(pb, "visitors", website=website.id)) == visitors
+    sessions = site_sessions(pb, website.id)
+    assert len(sessions) == visitors, "a visitor's session was split"
+    events = site_events(pb, website.id)
+    assert len(events) == 2 * visitors * views
+    per_session = Counter(event["session"] for event in events)
+    assert set(per_session.values()) == {2 * views}
+    for session in sessions:
+        paths = {e["path"] for e in events if e["session"] == session["id"]}
+        assert len({path.split("/")[1] for path in paths}) == 1  # one visitor per session
+        assert session["entryPath"].split("/")[2] == "p0"  # whichever process wrote first
+        assert session["isNewVisitor"] is True
