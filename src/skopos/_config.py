@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from skopos._client_ip import TrustedProxies
 from skopos._exceptions import ConfigurationError
 
 __all__ = ["SkoposOptions", "resolve_options"]
@@ -40,6 +41,7 @@ class SkoposOptions:
     realtime: bool = True
     max_queue_size: int = 10_000
     request_timeout: float = 10.0
+    trusted_proxies: tuple[str, ...] = ()
     strict: bool = False
 
 
@@ -72,6 +74,11 @@ def _coerce(option: str, value: Any, source: str) -> Any:
             if text in _FALSE:
                 return False
             raise ValueError("expected true or false")
+        if kind == "tuple[str, ...]":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            proxies = tuple(str(item).strip() for item in items if str(item).strip())
+            TrustedProxies(proxies)  # ValueError names a bad preset or range
+            return proxies
         if kind in ("float", "int"):
             if isinstance(value, bool):
                 raise ValueError("expected a number")

@@ -22,11 +22,12 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from skopos._activity import CallKind, TrackCall
+from skopos._client_ip import TrustedProxies
 from skopos._config import SkoposOptions, resolve_options
 from skopos._exceptions import ConfigurationError, PocketBaseNotFound
 from skopos._identity import VisitorHasher, load_or_create_salt
@@ -80,7 +81,11 @@ class SkoposSDK:
                 f"PocketBase at {options.pocketbase_url} lacks the Skopos schema;"
                 " run `skopos setup` first"
             ) from exc
-        self._pipeline = Pipeline(self._sites, VisitorHasher(salt))
+        self._pipeline = Pipeline(
+            self._sites,
+            VisitorHasher(salt),
+            trusted_proxies=TrustedProxies(options.trusted_proxies),
+        )
         self._pipeline.warm_up()  # ~0.3 s once, here rather than on the first request
         self._sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
         self._worker = Worker(
@@ -119,6 +124,7 @@ class SkoposSDK:
         realtime: bool | None = None,
         max_queue_size: int | None = None,
         request_timeout: float | None = None,
+        trusted_proxies: Sequence[str] | str | None = None,
         strict: bool | None = None,
     ) -> SkoposSDK:
         """Connect to PocketBase and start tracking; fails fast with a clear error.
@@ -133,6 +139,11 @@ class SkoposSDK:
         ``batch=False`` writes promptly; ``batch=True`` every ``batch_interval`` or
         at ``max_batch_size`` (100). ``max_queue_size`` (10,000) bounds memory:
         beyond it, new calls are dropped and counted as ``queue_full``.
+        ``trusted_proxies``: your reverse proxies, as CIDR ranges or presets
+        (``"private"``, ``"cloudflare"``, ``"unix"``); only requests arriving from
+        them may name the client with ``Forwarded`` / ``X-Forwarded-For`` /
+        ``X-Real-IP`` (``CF-Connecting-IP`` only from Cloudflare). Default: none,
+        the peer address is the client.
         ``strict=True`` re-raises internal errors (for tests and debugging).
 
         Example::
@@ -342,6 +353,7 @@ class SkoposSDK:
             pending=max(0, self._queue.accepted - ledger.acknowledged - depth),
             records=dict(ledger.records),
             retries=ledger.retries,
+            spoofed_forwarding_headers=self._pipeline.spoof_attempts,
             last_error=ledger.last_error,
             last_error_at=ledger.last_error_at,
         )

@@ -25,7 +25,10 @@ class SkoposStats:
     - ``queue_depth``: calls waiting for the worker; ``pending``: calls the worker
       holds (in a batch not yet written, or JS errors awaiting their interval);
     - ``records``: records written, by collection; ``retries``: PocketBase requests
-      repeated after a transient failure; ``last_error``: the latest one, if any.
+      repeated after a transient failure; ``last_error``: the latest one, if any;
+    - ``spoofed_forwarding_headers``: requests from a peer that is not a trusted
+      proxy but sent ``X-Forwarded-For`` & co (ignored; a steady count usually
+      means ``trusted_proxies`` should name your proxy).
 
     ``accepted + dropped['queue_full'] == calls``, and once ``flush()`` returns True,
     ``written + sum(dropped) - dropped['queue_full'] == accepted``.
@@ -38,6 +41,7 @@ class SkoposStats:
     pending: int
     records: dict[str, int] = field(default_factory=dict)
     retries: int = 0
+    spoofed_forwarding_headers: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
 

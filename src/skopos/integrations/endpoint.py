@@ -1,0 +1,159 @@
+"""The event endpoint and the client script, independent of any framework.
+
+The endpoint ``skopos.js`` posts to:
+
+- accepts ``POST`` with ``application/json`` or ``text/plain`` (sendBeacon) bodies,
+  at most ``max_body_bytes`` (16 KiB; larger: 413, judged from Content-Length
+  before anything is read);
+- answers ``204`` at once: the body is queued unparsed, validation happens in the
+  SDK's background worker;
+- answers CORS preflights and adds CORS headers for ``cors_origins`` (none by
+  default: same-origin only; ``"*"`` allows any);
+- ``405`` for other methods, ``415`` for other content types.
+
+The client script is served with a strong ETag, ``304`` on a match, and
+``Cache-Control: public, max-age=604800`` (a week; revalidation after an upgrade
+is cheap).
+
+Adapters call ``precheck`` with the method and headers, read the body (at most
+``limit + 1`` bytes) only if it returns None, then call ``accept``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from skopos._sdk import SkoposSDK
+
+__all__ = [
+    "DEFAULT_EVENT_PATH",
+    "DEFAULT_SCRIPT_PATH",
+    "EndpointConfig",
+    "Response",
+    "accept",
+    "client_script",
+    "precheck",
+    "script_response",
+]
+
+DEFAULT_EVENT_PATH = "/api/event"
+DEFAULT_SCRIPT_PATH = "/skopos.js"
+_ACCEPTED_TYPES = frozenset({"application/json", "text/plain"})
+_SCRIPT_CACHE_CONTROL = "public, max-age=604800"
+
+
+@dataclass(frozen=True)
+class Response:
+    """A framework-neutral HTTP answer."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """How the endpoint behaves; the defaults suit a same-origin ``skopos.js``.
+
+    Example::
+
+        EndpointConfig(cors_origins=["https://www.example.com"], max_body_bytes=8192)
+    """
+
+    event_path: str = DEFAULT_EVENT_PATH
+    script_path: str | None = DEFAULT_SCRIPT_PATH
+    max_body_bytes: int = 16 * 1024
+    cors_origins: Sequence[str] = ()
+
+    def allowed_origin(self, origin: str | None) -> str | None:
+        """The value for Access-Control-Allow-Origin, or None when not allowed."""
+        if not origin or not self.cors_origins:
+            return None
+        if "*" in self.cors_origins:
+            return "*"
+        return origin if origin in self.cors_origins else None
+
+
+def _cors_headers(config: EndpointConfig, headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    allowed = config.allowed_origin(headers.get("origin"))
+    if allowed is None:
+        return []
+    cors = [("Access-Control-Allow-Origin", allowed)]
+    if allowed != "*":
+        cors.append(("Vary", "Origin"))
+    return cors
+
+
+def precheck(config: EndpointConfig, method: str, headers: Mapping[str, str]) -> Response | None:
+    """Answer without reading the body (preflight, wrong method/type, too large), or None.
+
+    ``headers`` maps lower-case names to values.
+    """
+    cors = _cors_headers(config, headers)
+    if method == "OPTIONS":
+        if not cors:
+            return Response(204, [("Allow", "POST, OPTIONS")])
+        return Response(
+            204,
+            [
+                *cors,
+                ("Access-Control-Allow-Methods", "POST, OPTIONS"),
+                ("Access-Control-Allow-Headers", "Content-Type"),
+                ("Access-Control-Max-Age", "86400"),
+            ],
+        )
+    if method != "POST":
+        return Response(405, [("Allow", "POST, OPTIONS"), *cors])
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type and media_type not in _ACCEPTED_TYPES:
+        return Response(415, cors)
+    length = headers.get("content-length", "")
+    if length.isdigit() and int(length) > config.max_body_bytes:
+        return Response(413, cors)
+    return None
+
+
+def accept(
+    config: EndpointConfig,
+    sdk: SkoposSDK,
+    request: object,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> Response:
+    """Queue ``body`` for tracking and answer 204 (413 if it turned out too large).
+
+    ``request`` is what the SDK snapshots: an environ, a scope or a framework request.
+    """
+    cors = _cors_headers(config, headers)
+    if len(body) > config.max_body_bytes:
+        return Response(413, cors)
+    sdk.track_api_event(request, body)
+    return Response(204, cors)
+
+
+@lru_cache(maxsize=1)
+def client_script() -> tuple[bytes, str]:
+    """The shipped ``skopos.min.js`` and its strong ETag."""
+    script = resources.files("skopos").joinpath("static/skopos.min.js").read_bytes()
+    return script, '"' + hashlib.sha256(script).hexdigest()[:32] + '"'
+
+
+def script_response(headers: Mapping[str, str]) -> Response:
+    """The client script, or 304 when the browser's copy is current."""
+    script, etag = client_script()
+    cache = [("ETag", etag), ("Cache-Control", _SCRIPT_CACHE_CONTROL)]
+    if etag in headers.get("if-none-match", ""):
+        return Response(304, cache)
+    return Response(
+        200,
+        [
+            ("Content-Type", "text/javascript; charset=utf-8"),
+            ("Content-Length", str(len(script))),
+            *cache,
+        ],
+        script,
+    )

@@ -1,0 +1,116 @@
+"""Skopos for any WSGI app: serve the event endpoint and the client script.
+
+Example (Flask, Django, Bottle, Pyramid... any WSGI callable)::
+
+    from skopos import SkoposSDK
+    from skopos.integrations.wsgi import SkoposMiddleware
+
+    skopos = SkoposSDK.init()  # options from SKOPOS_* environment variables
+    application = SkoposMiddleware(application, skopos)  # POST /api/event, GET /skopos.js
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from skopos._sdk import SkoposSDK
+from skopos.integrations.endpoint import (
+    EndpointConfig,
+    Response,
+    accept,
+    precheck,
+    script_response,
+)
+
+__all__ = ["SdkSource", "SkoposMiddleware", "resolve_sdk"]
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+# An SDK, or a function returning the current one (None while it is not started).
+SdkSource = SkoposSDK | Callable[[], SkoposSDK | None]
+
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    304: "Not Modified",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    503: "Service Unavailable",
+}
+
+
+def resolve_sdk(source: SdkSource) -> SkoposSDK | None:
+    """The SDK behind ``source``."""
+    return source if isinstance(source, SkoposSDK) else source()
+
+
+def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    wanted = {
+        "CONTENT_TYPE": "content-type",
+        "CONTENT_LENGTH": "content-length",
+        "HTTP_ORIGIN": "origin",
+        "HTTP_IF_NONE_MATCH": "if-none-match",
+    }
+    return {name: str(environ[key]) for key, name in wanted.items() if environ.get(key)}
+
+
+class SkoposMiddleware:
+    """Answers ``config.event_path`` and ``config.script_path``; passes the rest to ``app``.
+
+    With ``app=None`` it is a standalone WSGI app that answers 404 elsewhere.
+    """
+
+    def __init__(
+        self, app: WSGIApp | None, sdk: SdkSource, config: EndpointConfig | None = None
+    ) -> None:
+        self.app = app
+        self.sdk = sdk
+        self.config = config or EndpointConfig()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == self.config.event_path:
+            return self._send(self._event(environ, method), start_response)
+        if (
+            self.config.script_path
+            and path == self.config.script_path
+            and method in ("GET", "HEAD")
+        ):
+            response = script_response(_headers(environ))
+            if method == "HEAD":
+                response = Response(response.status, response.headers)
+            return self._send(response, start_response)
+        if self.app is None:
+            return self._send(Response(404), start_response)
+        return self.app(environ, start_response)
+
+    def _event(self, environ: dict[str, Any], method: str) -> Response:
+        headers = _headers(environ)
+        early = precheck(self.config, method, headers)
+        if early is not None:
+            return early
+        sdk = resolve_sdk(self.sdk)
+        if sdk is None:
+            return Response(503)
+        length = headers.get("content-length", "")
+        stream = environ.get("wsgi.input")
+        if stream is None:
+            body = b""
+        elif length.isdigit():
+            body = stream.read(int(length))
+        elif environ.get("wsgi.input_terminated"):
+            body = stream.read(self.config.max_body_bytes + 1)
+        else:
+            return Response(411)
+        return accept(self.config, sdk, environ, headers, body)
+
+    @staticmethod
+    def _send(response: Response, start_response: StartResponse) -> Iterable[bytes]:
+        status = f"{response.status} {_REASONS.get(response.status, '')}".strip()
+        start_response(status, response.headers)
+        return [response.body] if response.body else []

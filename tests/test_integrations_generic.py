@@ -1,0 +1,168 @@
+"""The raw WSGI and ASGI endpoints, and trusted proxies, end to end into PocketBase."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conftest import PocketBaseServer
+from skopos import ConfigurationError, SkoposSDK
+from skopos._pb_client import PocketBaseClient
+from skopos._setup import Website
+from skopos.integrations.asgi import SkoposMiddleware as AsgiMiddleware
+from skopos.integrations.endpoint import EndpointConfig, client_script
+from skopos.integrations.wsgi import SkoposMiddleware as WsgiMiddleware
+from tracking_helpers import CHROME, page_view, records, site_events, site_sessions
+
+pytestmark = pytest.mark.pocketbase
+
+
+@pytest.fixture
+def sdk(pocketbase: PocketBaseServer, website: Website) -> Iterator[SkoposSDK]:
+    instance = SkoposSDK.init(
+        pocketbase_url=pocketbase.url,
+        site_id=website.tracking_id,
+        admin_email=pocketbase.email,
+        admin_password=pocketbase.password,
+        strict=True,
+        realtime=False,
+        trusted_proxies=["10.0.0.0/8"],
+    )
+    yield instance
+    instance.shutdown(timeout=5)
+
+
+def call_wsgi(
+    app: WsgiMiddleware, method: str, path: str, body: bytes = b"", **extra: str
+) -> tuple[str, dict[str, str], bytes]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "REMOTE_ADDR": "203.0.113.9",
+        "HTTP_USER_AGENT": CHROME,
+        "HTTP_ACCEPT_LANGUAGE": "en",
+        "CONTENT_TYPE": "text/plain;charset=UTF-8",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        **extra,
+    }
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        captured["status"], captured["headers"] = status, dict(headers)
+
+    chunks = app(environ, start_response)
+    return captured["status"], captured["headers"], b"".join(chunks)
+
+
+def test_wsgi_endpoint_queues_and_answers(
+    sdk: SkoposSDK, pb: PocketBaseClient, website: Website
+) -> None:
+    def host_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"host"]
+
+    app = WsgiMiddleware(host_app, sdk, EndpointConfig(cors_origins=["https://shop.example"]))
+    body = json.dumps(page_view(website.domain, "/wsgi")).encode()
+    status, headers, _ = call_wsgi(
+        app, "POST", "/api/event", body, HTTP_ORIGIN="https://shop.example"
+    )
+    assert status == "204 No Content"
+    assert headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert call_wsgi(app, "GET", "/elsewhere")[2] == b"host"
+    assert call_wsgi(app, "GET", "/api/event")[0].startswith("405")
+    assert call_wsgi(app, "POST", "/api/event", b"x" * 20000)[0].startswith("413")
+    assert call_wsgi(app, "POST", "/api/event", b"{}", CONTENT_TYPE="application/xml")[
+        0
+    ].startswith("415")
+    status, headers, script = call_wsgi(app, "GET", "/skopos.js")
+    assert (status, script) == ("200 OK", client_script()[0])
+    assert headers["Content-Type"].startswith("text/javascript")
+    assert call_wsgi(app, "GET", "/skopos.js", HTTP_IF_NONE_MATCH=headers["ETag"])[0].startswith(
+        "304"
+    )
+    assert sdk.flush(timeout=10)
+    assert [e["path"] for e in site_events(pb, website.id)] == ["/wsgi"]
+
+
+def test_forwarded_headers_count_only_from_trusted_proxies(
+    sdk: SkoposSDK, pb: PocketBaseClient, website: Website
+) -> None:
+    app = WsgiMiddleware(None, sdk)
+    body = json.dumps(page_view(website.domain, "/p")).encode()
+    # Behind the trusted proxy 10.1.2.3, two different clients are two visitors.
+    for client in ("198.51.100.1", "198.51.100.2"):
+        call_wsgi(
+            app, "POST", "/api/event", body, REMOTE_ADDR="10.1.2.3", HTTP_X_FORWARDED_FOR=client
+        )
+    # A direct peer forging the header stays one visitor (its own address) and is counted.
+    for forged in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        call_wsgi(app, "POST", "/api/event", body, HTTP_X_FORWARDED_FOR=forged)
+    assert sdk.flush(timeout=10)
+    assert len(records(pb, "visitors", website=website.id)) == 3
+    assert sdk.stats().spoofed_forwarding_headers == 3
+
+
+def test_asgi_endpoint_queues_and_answers(
+    sdk: SkoposSDK, pb: PocketBaseClient, website: Website
+) -> None:
+    app = AsgiMiddleware(None, sdk)
+
+    async def call(method: str, path: str, body: bytes = b"", chunks: int = 1) -> tuple[int, bytes]:
+        size = max(1, len(body) // chunks + 1)
+        parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+        messages = [
+            {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+            for i, part in enumerate(parts)
+        ]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "client": ("2001:db8::5", 1),
+            "headers": [
+                (b"user-agent", CHROME.encode()),
+                (b"accept-language", b"en"),
+                (b"content-type", b"text/plain"),
+            ],
+        }
+        await app(scope, receive, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    body = json.dumps(page_view(website.domain, "/asgi")).encode()
+
+    async def scenario() -> None:
+        assert (await call("POST", "/api/event", body, chunks=3))[0] == 204
+        assert (await call("POST", "/api/event", b"x" * 20000, chunks=4))[0] == 413  # no length
+        assert (await call("GET", "/api/event"))[0] == 405
+        assert (await call("GET", "/skopos.js"))[1] == client_script()[0]
+        assert (await call("GET", "/other"))[0] == 404
+
+    asyncio.run(scenario())
+    assert sdk.flush(timeout=10)
+    [session] = site_sessions(pb, website.id)
+    assert session["entryPath"] == "/asgi"
+
+
+def test_bad_trusted_proxies_fail_at_init(pocketbase: PocketBaseServer, website: Website) -> None:
+    with pytest.raises(ConfigurationError, match="trusted_proxies"):
+        SkoposSDK.init(
+            pocketbase_url=pocketbase.url,
+            site_id=website.tracking_id,
+            admin_email=pocketbase.email,
+            admin_password=pocketbase.password,
+            trusted_proxies="private, not-a-network",
+        )
