@@ -452,3 +452,24 @@ def test_two_processes_share_the_load_without_splitting_or_duplicating(
         assert len({path.split("/")[1] for path in paths}) == 1  # one visitor per session
         assert session["entryPath"].split("/")[2] == "p0"  # whichever process wrote first
         assert session["isNewVisitor"] is True
+
+
+def test_raw_ip_and_country_only_when_the_site_and_proxy_allow(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    pb.update_record("websites", website.id, {"storeRawIp": True})
+    sdk = make_sdk(trusted_proxies="cloudflare")
+    via_cloudflare = environ("173.245.48.10")  # a Cloudflare edge address
+    via_cloudflare.update(HTTP_CF_CONNECTING_IP="198.51.100.77", HTTP_CF_IPCOUNTRY="de")
+    forged = environ("198.51.100.88")  # talks to us directly, pretends to be behind Cloudflare
+    forged.update(HTTP_CF_CONNECTING_IP="192.0.2.1", HTTP_CF_IPCOUNTRY="FR")
+    sdk.track_api_event(via_cloudflare, page_view(website.domain, "/cf"))
+    sdk.track_api_event(forged, page_view(website.domain, "/direct"))
+    assert sdk.flush(timeout=10)
+    sessions = {s["entryPath"]: s for s in site_sessions(pb, website.id)}
+    assert (sessions["/cf"]["ipAddress"], sessions["/cf"]["country"]) == ("198.51.100.77", "DE")
+    assert (sessions["/direct"]["ipAddress"], sessions["/direct"]["country"]) == (
+        "198.51.100.88",
+        "",
+    )
+    assert sdk.stats().spoofed_forwarding_headers == 1

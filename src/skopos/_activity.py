@@ -62,6 +62,7 @@ class Activity:
     screen_height: int | None = None
     language: str | None = None
     ip_address: str | None = None  # only when the site stores raw IPs
+    country: str = ""  # ISO 3166 alpha-2, only from a trusted Cloudflare edge
     error_message: str | None = None
     stack_trace: str | None = None
     session_id: str | None = None  # set when sessionized

@@ -7,6 +7,8 @@ reason, a stable string that becomes a ``stats().dropped`` counter.
 
 from __future__ import annotations
 
+import re
+
 from skopos._activity import Activity, TrackCall
 from skopos._bots import BotDetector, RequestSignals
 from skopos._client_ip import TrustedProxies, resolve_client_ip
@@ -29,6 +31,7 @@ __all__ = ["Pipeline"]
 # The visitor behind server events that come without a request (cron jobs, queues).
 SERVER_VISITOR = "server"
 _IDENTIFY_FIELDS = {"name": 255, "phone": 50}
+_COUNTRY_CODE = re.compile(r"[A-Z]{2}")
 _WARM_UP_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
@@ -70,13 +73,21 @@ class Pipeline:
             return self._server_event(call, site)
         return self._identify(call, site)
 
-    def _client_ip(self, snapshot: RequestSnapshot | None) -> str | None:
+    def _client_ip(self, snapshot: RequestSnapshot | None) -> tuple[str | None, str]:
+        """The client address, and its country when a trusted Cloudflare edge said so."""
         if snapshot is None:
-            return None
+            return None, ""
         resolved = resolve_client_ip(snapshot.peer, snapshot.forwarding_headers(), self._trusted)
         if resolved.spoof_attempt:
             self.spoof_attempts += 1
-        return str(resolved.ip) if resolved.ip is not None else None
+        ip = str(resolved.ip) if resolved.ip is not None else None
+        country = ""
+        if resolved.source == "cf-connecting-ip" and snapshot.cf_ipcountry:
+            code = snapshot.cf_ipcountry.strip().upper()
+            # Cloudflare's XX (unknown) and T1 (Tor) are not countries.
+            if _COUNTRY_CODE.fullmatch(code) and code not in ("XX", "T1"):
+                country = code
+        return ip, country
 
     def _blacklisted(self, site: SiteRules, ip: str | None) -> bool:
         if ip is None:
@@ -99,7 +110,7 @@ class Pipeline:
                 return "localhost"
         elif site.domain and not host_matches_domain(payload.host, site.domain):
             return "off_domain"
-        ip = self._client_ip(snapshot)
+        ip, country = self._client_ip(snapshot)
         if self._blacklisted(site, ip):
             return "ip_blacklisted"
         user_agent = (snapshot.user_agent if snapshot else None) or ""
@@ -130,6 +141,7 @@ class Pipeline:
             screen_height=payload.screen_height,
             language=payload.language,
             ip_address=ip if site.store_raw_ip and ip else None,
+            country=country,
             error_message=payload.error_message,
             stack_trace=payload.stack_trace,
         )
@@ -142,10 +154,11 @@ class Pipeline:
         if isinstance(data, Rejection):
             return f"invalid:{data.reason}"
         snapshot = call.snapshot
+        country = ""
         if snapshot is None:
             ip, user_agent, client = None, SERVER_VISITOR, None
         else:
-            ip = self._client_ip(snapshot)
+            ip, country = self._client_ip(snapshot)
             if self._blacklisted(site, ip):
                 return "ip_blacklisted"
             user_agent = snapshot.user_agent or ""
@@ -162,6 +175,7 @@ class Pipeline:
             data=data,
             client=client,
             ip_address=ip if site.store_raw_ip and ip else None,
+            country=country,
         )
 
     def _identify(self, call: TrackCall, site: SiteRules) -> Activity | str:
@@ -185,7 +199,7 @@ class Pipeline:
                 fields[key] = value[:limit]
         if metadata:
             fields["metadata"] = metadata
-        ip = self._client_ip(snapshot)
+        ip, _ = self._client_ip(snapshot)
         visitor_id, visitor_record_id = self._visitor(site, ip, snapshot.user_agent or "")
         return Activity(
             type="identify",

@@ -313,6 +313,7 @@ class Sessionizer:
             language=activity.language or "",
             ip_address=activity.ip_address or "",
             is_new_visitor=new_visitor,
+            extra={"country": activity.country} if activity.country else {},
         )
 
     def forget(self, visitor_record_id: str) -> None:

@@ -32,6 +32,7 @@ _HEADERS = {
     b"forwarded": "forwarded",
     b"x-real-ip": "x_real_ip",
     b"cf-connecting-ip": "cf_connecting_ip",
+    b"cf-ipcountry": "cf_ipcountry",
 }
 _ENVIRON_KEYS = {
     "HTTP_" + name.decode().upper().replace("-", "_"): attr for name, attr in _HEADERS.items()
@@ -44,6 +45,7 @@ class RequestSnapshot:
     __slots__ = (
         "accept_language",
         "cf_connecting_ip",
+        "cf_ipcountry",
         "forwarded",
         "path",
         "peer",
@@ -65,6 +67,7 @@ class RequestSnapshot:
         self.forwarded: str | None = None
         self.x_real_ip: str | None = None
         self.cf_connecting_ip: str | None = None
+        self.cf_ipcountry: str | None = None
 
     def forwarding_headers(self) -> dict[str, str]:
         """The proxy headers present, by lower-case name."""
