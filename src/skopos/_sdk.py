@@ -20,25 +20,22 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from skopos._activity import CallKind, TrackCall
-from skopos._client_ip import TrustedProxies
 from skopos._config import SkoposOptions, resolve_options
 from skopos._exceptions import ConfigurationError, PocketBaseNotFound
-from skopos._identity import VisitorHasher, load_or_create_salt
+from skopos._identity import load_or_create_salt
 from skopos._pb_client import PocketBaseClient
-from skopos._pipeline import Pipeline
-from skopos._queue import WorkQueue
-from skopos._sessions import Sessionizer
-from skopos._site_rules import SiteRegistry
+from skopos._runtime import Runtime, new_client
 from skopos._snapshot import take_snapshot
-from skopos._stats import Ledger, SkoposStats
-from skopos._worker import Worker
+from skopos._stats import SkoposStats
 
 __all__ = ["SkoposSDK"]
 
@@ -47,6 +44,20 @@ logger = logging.getLogger("skopos")
 # At interpreter exit, flush for at most this long: never hold up a restart.
 ATEXIT_BUDGET = 1.0
 _QUEUE_FULL_LOG_INTERVAL = 60.0
+
+# Every SDK not shut down, so a forked child can rebuild each one's runtime.
+_LIVE: weakref.WeakSet[SkoposSDK] = weakref.WeakSet()
+
+
+def _rebuild_after_fork() -> None:
+    for sdk in list(_LIVE):
+        try:
+            sdk._after_fork()
+        except Exception:  # never break the host's fork
+            logger.exception("skopos: could not reset after fork")
+
+
+os.register_at_fork(after_in_child=_rebuild_after_fork)
 
 
 class SkoposSDK:
@@ -60,20 +71,8 @@ class SkoposSDK:
     """
 
     def __init__(self, options: SkoposOptions, client: PocketBaseClient) -> None:
-        """Use ``SkoposSDK.init``; this constructor assumes a prepared client."""
+        """Use ``SkoposSDK.init``; this constructor assumes an authenticated client."""
         self.options = options
-        self._client = client
-        self._ledger = Ledger()
-        self._queue: WorkQueue[TrackCall] = WorkQueue(options.max_queue_size)
-        self._sites = SiteRegistry(
-            client, refresh_interval=options.config_refresh_interval, realtime=options.realtime
-        )
-        if self._sites.get(options.site_id) is None:
-            raise ConfigurationError(
-                f"no website with tracking id {options.site_id!r} in PocketBase at"
-                f" {options.pocketbase_url} (create one in the dashboard or with"
-                " `skopos setup --domain ...`)"
-            )
         try:
             salt = load_or_create_salt(client)
         except PocketBaseNotFound as exc:
@@ -81,29 +80,36 @@ class SkoposSDK:
                 f"PocketBase at {options.pocketbase_url} lacks the Skopos schema;"
                 " run `skopos setup` first"
             ) from exc
-        self._pipeline = Pipeline(
-            self._sites,
-            VisitorHasher(salt),
-            trusted_proxies=TrustedProxies(options.trusted_proxies),
-        )
-        self._pipeline.warm_up()  # ~0.3 s once, here rather than on the first request
-        self._sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
-        self._worker = Worker(
-            queue=self._queue,
-            pipeline=self._pipeline,
-            sessionizer=self._sessionizer,
-            sites=self._sites,
-            client=client,
-            ledger=self._ledger,
-            options=options,
-        )
+        self._runtime = Runtime(options, client, salt)
+        if self._runtime.sites.get(options.site_id) is None:
+            raise ConfigurationError(
+                f"no website with tracking id {options.site_id!r} in PocketBase at"
+                f" {options.pocketbase_url} (create one in the dashboard or with"
+                " `skopos setup --domain ...`)"
+            )
+        self._runtime.pipeline.warm_up()  # ~0.3 s once, here rather than on the first request
         self._closed = False
         self._close_lock = threading.Lock()
         self._queue_full_logged = 0.0
         self._late_calls = 0
-        self._sites.start()
-        self._worker.start()
+        self._runtime.start()
+        _LIVE.add(self)
         atexit.register(self._at_exit)
+
+    def _current(self) -> Runtime:
+        """This process's runtime, rebuilt first if we are in a forked child."""
+        runtime = self._runtime
+        if runtime.pid != os.getpid():
+            runtime = self._after_fork()
+        return runtime
+
+    def _after_fork(self) -> Runtime:
+        runtime = self._runtime
+        if runtime.pid != os.getpid():
+            # Fresh locks, queue, counters, connections; threads start on first use.
+            self._close_lock = threading.Lock()
+            runtime = self._runtime = runtime.for_child()
+        return runtime
 
     # -- construction ----------------------------------------------------------------
 
@@ -154,12 +160,7 @@ class SkoposSDK:
         """
         arguments = {name: value for name, value in locals().items() if name != "cls"}
         options = resolve_options(arguments)
-        client = PocketBaseClient(
-            options.pocketbase_url,
-            options.admin_email,
-            options.admin_password,
-            timeout=options.request_timeout,
-        )
+        client = new_client(options)
         try:
             client.authenticate()
             client.batch_max_requests()  # PocketBaseBatchDisabled says "run skopos setup"
@@ -247,11 +248,14 @@ class SkoposSDK:
             if self._closed:
                 self._late_calls += 1
                 return
+            runtime = self._runtime
+            if runtime.pid != os.getpid():
+                runtime = self._after_fork()
             call = TrackCall(kind, site_id, take_snapshot(request), payload, name, data)
-            if not self._queue.put(call):
+            if not runtime.queue.put(call):
                 self._warn_queue_full()
-            if not self._worker.alive:
-                self._worker.start()
+            if not runtime.worker.alive:
+                runtime.start()
         except Exception:
             if self.options.strict:
                 raise
@@ -275,9 +279,12 @@ class SkoposSDK:
 
             skopos.flush(timeout=5.0)
         """
-        target = self._queue.accepted
-        self._worker.request_flush()
-        done = self._ledger.wait_acknowledged(target, timeout)
+        runtime = self._current()
+        target = runtime.queue.accepted
+        if not runtime.worker.alive and not self._closed:
+            runtime.start()
+        runtime.worker.request_flush()
+        done = runtime.ledger.wait_acknowledged(target, timeout)
         self._raise_if_strict()
         return done
 
@@ -296,9 +303,8 @@ class SkoposSDK:
                 return
             self._closed = True
         atexit.unregister(self._at_exit)
-        self._worker.stop(timeout)
-        self._sites.stop()
-        self._client.close()
+        _LIVE.discard(self)
+        self._current().stop(timeout)
         self._raise_if_strict()
 
     async def ashutdown(self, timeout: float = 10.0) -> None:
@@ -312,9 +318,10 @@ class SkoposSDK:
             logger.exception("skopos: error while flushing at exit")
 
     def _raise_if_strict(self) -> None:
-        error = self._worker.internal_error
+        worker = self._runtime.worker
+        error = worker.internal_error
         if self.options.strict and error is not None:
-            self._worker.internal_error = None
+            worker.internal_error = None
             raise error
 
     def __enter__(self) -> SkoposSDK:
@@ -338,22 +345,23 @@ class SkoposSDK:
             >>> skopos.stats().dropped  # doctest: +SKIP
             {'bot:ua_list': 12, 'invalid:bad_url': 1}
         """
-        ledger = self._ledger
+        runtime = self._current()
+        ledger, queue = runtime.ledger, runtime.queue
         dropped = dict(ledger.dropped)
-        if self._queue.rejected:
-            dropped["queue_full"] = self._queue.rejected
+        if queue.rejected:
+            dropped["queue_full"] = queue.rejected
         if self._late_calls:
             dropped["after_shutdown"] = self._late_calls
-        depth = len(self._queue)
+        depth = len(queue)
         return SkoposStats(
-            accepted=self._queue.accepted,
+            accepted=queue.accepted,
             written=ledger.written,
             dropped=dropped,
             queue_depth=depth,
-            pending=max(0, self._queue.accepted - ledger.acknowledged - depth),
+            pending=max(0, queue.accepted - ledger.acknowledged - depth),
             records=dict(ledger.records),
             retries=ledger.retries,
-            spoofed_forwarding_headers=self._pipeline.spoof_attempts,
+            spoofed_forwarding_headers=runtime.pipeline.spoof_attempts,
             last_error=ledger.last_error,
             last_error_at=ledger.last_error_at,
         )

@@ -91,6 +91,16 @@ class SiteRegistry:
                 client, ["websites/*"], self._on_change, on_connect=self._on_reconnect
             )
 
+    def remember(self, sites: dict[str, SiteRules]) -> None:
+        """Seed the registry with rules already known (a forked child's parent's)."""
+        with self._lock:
+            self._sites.update(sites)
+
+    def snapshot_unlocked(self) -> dict[str, SiteRules]:
+        """A copy of the known rules without taking the lock: only for a forked
+        child, where the lock may be held by a parent thread that no longer exists."""
+        return dict(self._sites)
+
     def start(self) -> None:
         """Start following realtime changes (no-op when realtime is off)."""
         if self._subscription is not None:
