@@ -316,7 +316,7 @@ def test_archiving_at_runtime_is_followed(
 ) -> None:
     if mode == "realtime":
         sdk = make_sdk(realtime=True, config_refresh_interval=3600)
-        wait_until(lambda: sdk._sites.realtime_connected)
+        wait_until(lambda: sdk.stats().realtime_connected)
     else:
         sdk = make_sdk(realtime=False, config_refresh_interval=0.5)
     request = environ("203.0.113.70")

@@ -362,6 +362,7 @@ class SkoposSDK:
             records=dict(ledger.records),
             retries=ledger.retries,
             spoofed_forwarding_headers=runtime.pipeline.spoof_attempts,
+            realtime_connected=runtime.sites.realtime_connected,
             last_error=ledger.last_error,
             last_error_at=ledger.last_error_at,
         )

@@ -26,6 +26,8 @@ class SkoposStats:
       holds (in a batch not yet written, or JS errors awaiting their interval);
     - ``records``: records written, by collection; ``retries``: PocketBase requests
       repeated after a transient failure; ``last_error``: the latest one, if any;
+    - ``realtime_connected``: whether site rules currently follow PocketBase live
+      (False with ``realtime=False``; polling still applies);
     - ``spoofed_forwarding_headers``: requests from a peer that is not a trusted
       proxy but sent ``X-Forwarded-For`` & co (ignored; a steady count usually
       means ``trusted_proxies`` should name your proxy).
@@ -42,6 +44,7 @@ class SkoposStats:
     records: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     spoofed_forwarding_headers: int = 0
+    realtime_connected: bool = False
     last_error: str | None = None
     last_error_at: float | None = None
 
