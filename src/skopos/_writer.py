@@ -1,6 +1,9 @@
 """Batch → PocketBase: transactions, retries, and exactly-once acknowledgement.
 
 Writes go in transactions of at most the server's ``batch.maxRequests``.
+Every transaction also writes a commit marker, read back before any repeat, so
+a batch whose answer was lost is never written twice (creates carry their own
+ids and upserts are idempotent as a second line of defence).
 Transient failures (unreachable, 5xx, 408, 429, a refused token) are retried
 with exponential backoff, jitter and a ceiling, honouring ``Retry-After``,
 until they succeed or the deadline given by ``shutdown`` passes. A permanent
@@ -22,7 +25,8 @@ from skopos._exceptions import (
     PocketBaseError,
     PocketBaseValidationError,
 )
-from skopos._pb_client import PocketBaseClient
+from skopos._identity import random_record_id
+from skopos._pb_client import BatchRequest, PocketBaseClient
 from skopos._sessions import PendingWrite
 from skopos._stats import Ledger
 
@@ -81,6 +85,7 @@ class BatchWriter:
         self._stop = stop
         self._backoff = backoff or Backoff()
         self.deadline_passed: Callable[[], bool] = lambda: False
+        self._marker_id = random_record_id()
 
     def write(self, writes: Sequence[PendingWrite]) -> None:
         """Write everything, acknowledging each tracking call as written or dropped."""
@@ -92,25 +97,49 @@ class BatchWriter:
 
     def _chunk_size(self) -> int:
         try:
-            return self._client.batch_max_requests()
+            return max(1, self._client.batch_max_requests() - 1)  # room for a commit marker
         except PocketBaseError:
             return 50  # PocketBase's default; the write itself will report the problem
 
     def _write_chunk(self, chunk: list[PendingWrite]) -> None:
+        marker = self._commit_marker()
         while chunk:
             try:
-                self._client.batch([write.request for write in chunk])
+                self._client.batch([*(write.request for write in chunk), marker])
             except PocketBaseValidationError as error:
                 chunk = self._without_rejected(chunk, error)
                 continue
             except PocketBaseError as error:
+                if self._committed(marker):
+                    break  # the answer was lost, not the write
                 if not self._wait_to_retry(error):
                     self._drop(chunk, "undelivered_at_shutdown")
                     return
                 continue
-            self._backoff.reset()
-            self._acknowledge(chunk)
-            return
+            break
+        self._backoff.reset()
+        self._acknowledge(chunk)
+
+    def _commit_marker(self) -> BatchRequest:
+        """A write that proves later whether its transaction committed: this
+        process's marker record takes a fresh token in the same transaction. When
+        an answer is lost, one read tells "written" from "not written", so nothing
+        is repeated blindly: creates would be refused one by one as duplicates, and
+        ``count+`` increments would count twice."""
+        body = {
+            "id": self._marker_id,
+            "key": f"commit:{self._marker_id}",
+            "value": random_record_id(),
+        }
+        return BatchRequest.upsert("skopos_config", body)
+
+    def _committed(self, marker: BatchRequest) -> bool:
+        assert marker.body is not None
+        try:
+            record = self._client.get_record("skopos_config", self._marker_id)
+        except PocketBaseError:
+            return False
+        return bool(record.get("value") == marker.body["value"])
 
     def _retryable(self, error: PocketBaseError) -> bool:
         return error.retryable or isinstance(error, (PocketBaseAuthError, PocketBaseBatchDisabled))
