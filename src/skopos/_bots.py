@@ -59,7 +59,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from skopos._user_agent import MAX_USER_AGENT_LENGTH, LruCache, device_family
+from skopos._lru import LruCache
+from skopos._user_agent import MAX_USER_AGENT_LENGTH, device_family
 
 __all__ = [
     "REASONS",

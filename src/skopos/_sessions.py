@@ -17,7 +17,6 @@ same visitor therefore upsert the same record instead of splitting it.
 from __future__ import annotations
 
 import datetime as dt
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from skopos._activity import Activity
 from skopos._identity import derive_record_id, random_record_id
+from skopos._lru import LruCache
 from skopos._payload import host_matches_domain
 from skopos._pb_client import BatchRequest, PocketBaseClient
 from skopos._pb_filter import pb_filter
@@ -135,18 +135,6 @@ def pb_date(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-class _Lru(OrderedDict[str, Any]):
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def remember(self, key: str, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
-
-
 @dataclass
 class _Lookups:
     existing_visitors: set[str] = field(default_factory=set)
@@ -166,8 +154,8 @@ class Sessionizer:
     ) -> None:
         self._client = client
         self._timeout = session_timeout
-        self._known_visitors = _Lru(visitor_cache_size)
-        self._sessions = _Lru(session_cache_size)
+        self._known_visitors: LruCache[str, bool] = LruCache(visitor_cache_size)
+        self._sessions: LruCache[str, SessionState] = LruCache(session_cache_size)
         self._lookups = _Lookups()
 
     # -- step 1: read what the caches miss ------------------------------------------
@@ -255,7 +243,7 @@ class Sessionizer:
                     vid,
                     parent=True,
                 )
-            self._known_visitors.remember(vid, True)
+            self._known_visitors.put(vid, True)
             if activity.type == "identify":
                 body = {**_visitor_body(activity), **(activity.data or {})}
                 upsert = BatchRequest.upsert("visitors", body)
@@ -272,7 +260,7 @@ class Sessionizer:
                 state.last_activity = max(state.last_activity, activity.at)
                 if activity.type == "pageView":
                     state.exit_path = activity.path
-            self._sessions.remember(vid, state)
+            self._sessions.put(vid, state)
             dirty[state.id] = state
             activity.session_id = state.id
 
@@ -318,8 +306,8 @@ class Sessionizer:
 
     def forget(self, visitor_record_id: str) -> None:
         """Drop cached knowledge of a visitor whose writes did not land."""
-        self._known_visitors.pop(visitor_record_id, None)
-        self._sessions.pop(visitor_record_id, None)
+        self._known_visitors.discard(visitor_record_id)
+        self._sessions.discard(visitor_record_id)
 
 
 def _visitor_body(activity: Activity) -> dict[str, Any]:

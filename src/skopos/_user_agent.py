@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 import ua_parser
 from ua_parser import Domain, Resolver
+
+from skopos._lru import LruCache
 
 __all__ = [
     "MAX_USER_AGENT_LENGTH",
@@ -99,66 +99,6 @@ _MOBILE_OS_FAMILIES: Final = frozenset(
 )
 
 
-class LruCache(Generic[_K, _V]):
-    """A small thread-safe least-recently-used mapping holding at most ``maxsize`` entries.
-
-    Only the bookkeeping runs under the lock; callers compute missing values outside it, so
-    two threads missing the same key at once both compute it and the last write wins, which is
-    harmless for pure functions. Values must not be None (None means "missing").
-
-    Example::
-
-        >>> cache: LruCache[str, int] = LruCache(2)
-        >>> cache.put("a", 1); cache.put("b", 2); cache.put("c", 3)
-        >>> cache.get("a") is None, cache.get("c"), len(cache)
-        (True, 3, 2)
-    """
-
-    __slots__ = ("__weakref__", "_data", "_lock", "maxsize")
-
-    def __init__(self, maxsize: int) -> None:
-        if maxsize < 0:
-            raise ValueError(f"maxsize must be >= 0, got {maxsize}")
-        self.maxsize = maxsize
-        self._data: OrderedDict[_K, _V] = OrderedDict()
-        self._lock = threading.Lock()
-        _caches.add(self)
-
-    def get(self, key: _K) -> _V | None:
-        """Return the value for ``key`` (marking it recently used), or None."""
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: _K, value: _V) -> None:
-        """Store ``value``, evicting the least recently used entries beyond ``maxsize``."""
-        if self.maxsize == 0:
-            return
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        """Drop every entry."""
-        with self._lock:
-            self._data.clear()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def _reset_lock(self) -> None:
-        self._lock = threading.Lock()
-
-
-# Every live cache, so a forked child can replace locks that another thread of the parent may
-# have held at the moment of fork() (the child would otherwise wait on them forever).
-_caches: weakref.WeakSet[LruCache[Any, Any]] = weakref.WeakSet()
-
-
 def _build_resolver() -> Resolver:
     # No ua-parser caching layer: we cache the mapped ClientInfo instead, which is smaller
     # and skips the mapping on a hit.
@@ -193,8 +133,6 @@ def _shared_resolver() -> Resolver:
 def _after_fork_in_child() -> None:
     global _resolver_lock
     _resolver_lock = threading.Lock()
-    for cache in list(_caches):
-        cache._reset_lock()
 
 
 if hasattr(os, "register_at_fork"):
