@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,38 +29,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from chromium import CHROMIUM, CHROMIUM_ARGS, playwright_driver
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "skopos" / "static"
-CHROMIUM = os.environ.get("SKOPOS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STUB = (
     "<script>window.skopos=window.skopos||function()"
     "{(window.skopos.q=window.skopos.q||[]).push(arguments)}</script>"
 )
 SENTINEL = "__test_sentinel__"
 T = TypeVar("T")
-
-
-def _browser_missing() -> str | None:
-    """Why the browser tests cannot run here, or None when they can."""
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(
-        CHROMIUM
-    ):
-        return f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set SKOPOS_CHROMIUM)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install playwright; never `playwright install`)"
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,15 +270,7 @@ def wait_until(
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     """The Playwright driver, or a skip (a failure under CI=true) when it cannot run."""
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests cannot run under CI: {missing}")
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        yield driver
+    yield from playwright_driver("browser tests")
 
 
 def launch_options() -> dict[str, Any]:

@@ -1,0 +1,10 @@
+"""WSGI entry point: ``gunicorn --chdir examples/django_site example_site.wsgi``."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_site.settings")
+application = get_wsgi_application()

@@ -1,0 +1,215 @@
+"""Skopos for Starlette and FastAPI: the event endpoint and client script as routes, and a lifespan.
+
+FastAPI (Starlette is the same with ``Starlette(routes=[...], lifespan=skopos)``)::
+
+    from fastapi import FastAPI, Request
+    from skopos.integrations.starlette import skopos_lifespan, skopos_routes
+
+    skopos = skopos_lifespan()  # options from SKOPOS_* env; keywords override them
+    app = FastAPI(lifespan=skopos, routes=skopos_routes(skopos))  # POST /api/event, GET /skopos.js
+
+    @app.post("/checkout")
+    async def checkout(request: Request) -> dict[str, bool]:
+        skopos.sdk.track_server_event(request, "checkout", {"plan": "pro"})
+        return {"ok": True}
+
+At startup the lifespan runs ``await SkoposSDK.ainit(**options)`` (the blocking connection setup
+happens in a thread) and stores the SDK on ``app.state.skopos``; at shutdown it runs ``await
+sdk.ashutdown()``, which flushes what is queued. In a route the SDK is ``skopos.sdk`` or
+``request.app.state.skopos``; track calls only copy a few strings and enqueue, so they are safe
+to call from ``async def`` routes. Until the lifespan has started, the event route answers 503.
+
+With a lifespan of your own, enter Skopos inside it::
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with skopos(app):  # or `async with skopos as sdk:` (no app.state)
+            app.state.db = await connect_db()
+            yield
+
+For an app created elsewhere, ``app.router.routes.extend(skopos_routes(skopos))`` adds the
+routes. An SDK you created yourself works too: ``skopos_routes(sdk)``, or ``skopos_routes(get_sdk)``
+with a function returning it (``None`` while it is not ready).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import BaseRoute, Route
+
+from skopos._sdk import SkoposSDK
+from skopos.integrations.asgi import read_body
+from skopos.integrations.endpoint import (
+    EndpointConfig,
+    Response,
+    accept,
+    precheck,
+    script_response,
+)
+from skopos.integrations.wsgi import SdkSource, resolve_sdk
+
+__all__ = ["SkoposLifespan", "skopos_lifespan", "skopos_routes"]
+
+
+class SkoposLifespan:
+    """Starts the SDK when the app starts and shuts it down when the app stops.
+
+    Pass it as the app's ``lifespan`` (it then stores the SDK on ``app.state.skopos``), or
+    enter it inside your own lifespan. Create it with ``skopos_lifespan``.
+
+    Example::
+
+        skopos = skopos_lifespan(batch=True)
+        app = FastAPI(lifespan=skopos, routes=skopos_routes(skopos))
+    """
+
+    def __init__(self, **options: Any) -> None:
+        # Fail on a misspelt option when the app module is imported, not at its first startup.
+        inspect.signature(SkoposSDK.init).bind(**options)
+        self._options = options
+        self._sdk: SkoposSDK | None = None
+
+    @property
+    def sdk(self) -> SkoposSDK:
+        """The running SDK; ``RuntimeError`` outside the lifespan.
+
+        Example::
+
+            skopos.sdk.track_server_event(request, "signup", {"plan": "pro"})
+        """
+        if self._sdk is None:
+            raise RuntimeError("Skopos is not running: the app's lifespan has not started it")
+        return self._sdk
+
+    def current(self) -> SkoposSDK | None:
+        """The running SDK, or None outside the lifespan (an ``SdkSource``).
+
+        Example::
+
+            if (sdk := skopos.current()) is not None:
+                sdk.flush()
+        """
+        return self._sdk
+
+    def __call__(self, app: Any) -> AbstractAsyncContextManager[None]:
+        """The lifespan context for ``app``: Starlette and FastAPI call this.
+
+        Example::
+
+            async with skopos(app):  # inside a lifespan of your own
+                yield
+        """
+        return self._lifespan(app)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Any) -> AsyncIterator[None]:
+        async with self as sdk:
+            state = getattr(app, "state", None)
+            if state is not None:
+                state.skopos = sdk
+            # Yielding None, not {"skopos": sdk}: lifespan state fails on servers without it.
+            yield
+
+    async def __aenter__(self) -> SkoposSDK:
+        if self._sdk is not None:
+            raise RuntimeError("Skopos is already running for this lifespan")
+        self._sdk = await SkoposSDK.ainit(**self._options)
+        return self._sdk
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        sdk, self._sdk = self._sdk, None
+        if sdk is not None:
+            await sdk.ashutdown()
+
+
+def skopos_lifespan(**options: Any) -> SkoposLifespan:
+    """A lifespan that runs ``await SkoposSDK.ainit(**options)`` at startup and
+    ``await sdk.ashutdown()`` at shutdown; options not given come from ``SKOPOS_*``.
+
+    Example::
+
+        skopos = skopos_lifespan(session_timeout=900)
+        app = FastAPI(lifespan=skopos, routes=skopos_routes(skopos))
+    """
+    return SkoposLifespan(**options)
+
+
+def _starlette_response(response: Response, *, head: bool = False) -> StarletteResponse:
+    answer = StarletteResponse(b"" if head else response.body, status_code=response.status)
+    for name, value in response.headers:
+        if name.lower() == "content-length":
+            answer.headers[name] = value  # HEAD keeps the length of the body it omits
+        else:
+            answer.headers.append(name, value)
+    return answer
+
+
+def skopos_routes(
+    sdk: SdkSource | SkoposLifespan, config: EndpointConfig | None = None
+) -> list[BaseRoute]:
+    """Routes for the event endpoint (POST, OPTIONS) and the client script (GET, HEAD).
+
+    They are ``starlette.routing.Route`` objects, typed as ``BaseRoute`` because FastAPI's
+    ``routes`` parameter is a ``list[BaseRoute]``.
+
+    ``sdk`` is an SDK, a ``SkoposLifespan``, or a function returning the SDK (None while it
+    is not started: the endpoint then answers 503). ``config`` (default ``EndpointConfig()``)
+    sets the paths, the body limit and CORS; ``script_path=None`` leaves the script out.
+
+    Example::
+
+        app = Starlette(routes=[*skopos_routes(skopos), Route("/", home)], lifespan=skopos)
+    """
+    config = config or EndpointConfig()
+    source: SdkSource = sdk.current if isinstance(sdk, SkoposLifespan) else sdk
+
+    async def skopos_event(request: Request) -> StarletteResponse:
+        headers = request.headers
+        response = precheck(config, request.method, headers)
+        if response is None:
+            current = resolve_sdk(source)
+            if current is None:
+                response = Response(503)
+            else:
+                body = await read_body(request.receive, config.max_body_bytes)
+                if body is None:
+                    response = Response(413)
+                else:
+                    response = accept(config, current, request.scope, headers, body)
+        return _starlette_response(response)
+
+    async def skopos_script(request: Request) -> StarletteResponse:
+        return _starlette_response(script_response(request.headers), head=request.method == "HEAD")
+
+    routes: list[BaseRoute] = [
+        Route(
+            config.event_path,
+            skopos_event,
+            methods=["POST", "OPTIONS"],
+            name="skopos_event",
+            include_in_schema=False,
+        )
+    ]
+    if config.script_path:
+        routes.append(
+            Route(
+                config.script_path,
+                skopos_script,
+                methods=["GET", "HEAD"],
+                name="skopos_script",
+                include_in_schema=False,
+            )
+        )
+    return routes
