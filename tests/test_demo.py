@@ -58,3 +58,27 @@ def test_demo_sets_up_a_site_and_is_repeatable(tmp_path: Path) -> None:
         )
         assert site is not None
         assert site["domain"] == "localhost"
+
+
+def test_demo_runs_an_example_app_wired_to_its_pocketbase(tmp_path: Path) -> None:
+    app = Path(__file__).parents[1] / "examples" / "fastapi_app" / "app.py"
+    result = subprocess.run(
+        [
+            *SKOPOS,
+            "demo",
+            "--once",
+            "--dir",
+            str(tmp_path),
+            "--port",
+            str(free_port()),
+            "--app",
+            str(app),
+            "--app-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert re.search(r"example app: http://127\.0\.0\.1:\d+/", result.stdout)

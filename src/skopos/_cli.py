@@ -6,10 +6,14 @@ import argparse
 import getpass
 import os
 import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import httpx
 
 from skopos._embedded import EmbeddedPocketBase, free_port
 from skopos._exceptions import ConfigurationError, SkoposError
@@ -52,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default=".skopos-demo", help="data directory [.skopos-demo]")
     demo.add_argument("--port", type=int, default=8090, help="PocketBase port [8090, or free]")
     demo.add_argument("--once", action="store_true", help="set up, print, stop (no serving)")
+    demo.add_argument(
+        "--app",
+        metavar="SCRIPT",
+        help="also run this example app (e.g. examples/fastapi_app/app.py) wired to the demo",
+    )
+    demo.add_argument("--app-port", type=int, default=8000, help="the app's port [8000, or free]")
     return parser
 
 
@@ -106,19 +116,61 @@ def _demo(args: argparse.Namespace) -> int:
     port = args.port if _port_is_free(args.port) else free_port()
     server = EmbeddedPocketBase(data_dir, email=DEMO_EMAIL, password=DEMO_PASSWORD, port=port)
     server.start()
+    app: subprocess.Popen[bytes] | None = None
     try:
         with PocketBaseClient(server.url, DEMO_EMAIL, DEMO_PASSWORD) as client:
             report = run_setup(client, site_name="Skopos demo", domain="localhost")
         _print_report(report)
         print(f"PocketBase: {server.url}  (admin UI: {server.url}/_/)")
         print(f"superuser:  {DEMO_EMAIL} / {DEMO_PASSWORD}")
+        if args.app:
+            assert report.website is not None
+            app, app_url = _start_app(
+                args.app, args.app_port, server.url, report.website.tracking_id
+            )
+            print(
+                f"example app: {app_url}  (click around; records appear in PocketBase)"
+            )
         if args.once:
             return 0
         print("Press Ctrl-C to stop.")
-        _wait_for_signal()
+        _wait_for_signal(app)
         return 0
     finally:
+        if app is not None:
+            app.terminate()
+            try:
+                app.wait(10)
+            except subprocess.TimeoutExpired:
+                app.kill()
         server.stop()
+
+
+def _start_app(
+    script: str, wanted_port: int, pocketbase_url: str, tracking_id: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Run an example app against the demo PocketBase; wait until it answers."""
+    port = wanted_port if _port_is_free(wanted_port) else free_port()
+    env = {
+        **os.environ,
+        "SKOPOS_POCKETBASE_URL": pocketbase_url,
+        "SKOPOS_SITE_ID": tracking_id,
+        "SKOPOS_ADMIN_EMAIL": DEMO_EMAIL,
+        "SKOPOS_ADMIN_PASSWORD": DEMO_PASSWORD,
+        "SKOPOS_JS_ERROR_BATCH_INTERVAL": "5",  # see errors within seconds, not minutes
+        "PORT": str(port),
+    }
+    app = subprocess.Popen([sys.executable, script], env=env, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and app.poll() is None:
+        try:
+            httpx.get(url, timeout=1)
+            return app, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    app.kill()
+    raise ConfigurationError(f"the example app {script} did not start on {url}")
 
 
 def _port_is_free(port: int) -> bool:
@@ -132,11 +184,13 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(app: subprocess.Popen[bytes] | None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
-            pass
+            if app is not None and app.poll() is not None:
+                print("the example app stopped", file=sys.stderr)
+                return
     except KeyboardInterrupt:
         pass
