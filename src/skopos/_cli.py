@@ -128,9 +128,7 @@ def _demo(args: argparse.Namespace) -> int:
             app, app_url = _start_app(
                 args.app, args.app_port, server.url, report.website.tracking_id
             )
-            print(
-                f"example app: {app_url}  (click around; records appear in PocketBase)"
-            )
+            print(f"example app: {app_url}  (click around; records appear in PocketBase)")
         if args.once:
             return 0
         print("Press Ctrl-C to stop.")
