@@ -52,9 +52,14 @@ class FaultProxy:
                     for k, v in self.headers.items()
                     if k.lower() not in ("host", "content-length")
                 }
-                upstream = proxy._client.request(
-                    self.command, self.path, content=body, headers=headers
-                )
+                try:
+                    upstream = proxy._client.request(
+                        self.command, self.path, content=body, headers=headers
+                    )
+                except httpx.HTTPError:  # PocketBase itself is down: a gateway error
+                    payload = b'{"message":"bad gateway","data":{},"status":502}'
+                    self._answer(502, {"Content-Type": "application/json"}, payload)
+                    return
                 if action == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
