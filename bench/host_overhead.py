@@ -1,0 +1,300 @@
+"""Host overhead: requests/s of an endpoint that calls ``track_api_event`` vs the same without.
+
+The app (``_host_app.py``) has two identical endpoints in one server process, ``POST
+/api/event`` (tracked) and ``POST /api/plain`` (not), so both runs share the process, its
+imports and its warm-up. Servers: Starlette under uvicorn (1 process) and Flask under gunicorn
+(1 ``gthread`` worker, 4 threads). Load: ``wrk`` (Debian package; 1 thread, 16 connections,
+keep-alive) posting a realistic sendBeacon body with 200 rotating browser user agents and an
+Accept-Language header; everything on 127.0.0.1. Runs alternate tracked/plain for several
+rounds; after each tracked run the SDK is flushed (untimed) so its backlog never steals CPU
+from the next run. The SDK writes to the no-op PocketBase of ``_common.py`` (its own process),
+so the comparison is the host's CPU with vs without the SDK in it; ``--pocketbase real``
+writes to a real PocketBase instead (which then also competes for the two cores).
+
+Reports requests/s, the ratio tracked/plain (target >= 0.95), the CPU of the server, of wrk
+and of the PocketBase side, and what the SDK did with the tracked requests (written, or
+dropped as ``queue_full`` when the worker could not keep up).
+
+    .venv/bin/python bench/host_overhead.py                  # ~3 minutes
+    .venv/bin/python bench/host_overhead.py --server uvicorn --seconds 5 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    DOMAIN,
+    LocalPocketBase,
+    NoopPocketBase,
+    PySpy,
+    as_beacon,
+    cpu_seconds,
+    machine_line,
+    page_payload,
+    user_agent,
+    verdict,
+)
+
+from skopos._embedded import free_port
+
+HERE = Path(__file__).resolve().parent
+TARGET_RATIO = 0.95
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants (gunicorn master + worker)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += cpu_seconds(current)
+        todo.extend(children.get(current, []))
+    return total
+
+
+def wrk_script(directory: Path) -> Path:
+    agents = ",\n".join(json.dumps(user_agent(i)) for i in range(200))
+    body = as_beacon(page_payload("/pricing", DOMAIN)).decode()
+    script = directory / "post_event.lua"
+    script.write_text(
+        f"""
+local agents = {{
+{agents}
+}}
+local body = {json.dumps(body)}
+local i = 0
+request = function()
+  i = i + 1
+  local headers = {{}}
+  headers["Content-Type"] = "text/plain;charset=UTF-8"
+  headers["User-Agent"] = agents[(i % #agents) + 1]
+  headers["Accept-Language"] = "en-US,en;q=0.9"
+  return wrk.format("POST", nil, headers, body)
+end
+"""
+    )
+    return script
+
+
+class Server:
+    """The host app in a child process, stopped on exit."""
+
+    def __init__(
+        self, kind: str, env: dict[str, str], workers: int = 1, proxy_headers: bool = True
+    ) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        bin_dir = Path(sys.executable).parent
+        if kind == "uvicorn":
+            argv = [str(bin_dir / "uvicorn"), "_host_app:asgi_app", "--app-dir", str(HERE)]
+            argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+            argv += ["--no-access-log", "--log-level", "warning", "--workers", str(workers)]
+            if not proxy_headers:  # let the SDK's trusted_proxies resolve X-Forwarded-For
+                argv.append("--no-proxy-headers")
+        else:
+            argv = [str(bin_dir / "gunicorn"), "--chdir", str(HERE), "-w", "1"]
+            argv += ["-k", "gthread", "--threads", "4", "-b", f"127.0.0.1:{self.port}"]
+            argv += ["--log-level", "warning", "_host_app:wsgi_app"]
+        self.argv = argv
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        import httpx
+
+        self.process = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited at startup")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/__bench/health", timeout=2).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError(f"{self.kind} did not start")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stats(self) -> dict[str, Any]:
+        import httpx
+
+        result: dict[str, Any] = httpx.get(f"{self.url}/__bench/flush", timeout=150).json()
+        return result
+
+    def __exit__(self, *exc: object) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def server_pid(server: Server) -> int:
+    """The process that runs the app: uvicorn itself, or gunicorn's (only) worker."""
+    assert server.process is not None
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0]) if server.kind == "gunicorn" and children else pid
+
+
+def run_wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script), url]
+    output = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    if match is None or total is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {
+        "rps": float(match.group(1)),
+        "requests": int(total.group(1)),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+        "wrk_cpu": cpu / seconds,
+    }
+
+
+def measure(kind: str, env: dict[str, str], pb_pid: int, args: argparse.Namespace) -> bool:
+    scratch = tempfile.TemporaryDirectory(prefix="skopos-bench-wrk-")
+    script = wrk_script(Path(scratch.name))
+    rates: dict[str, list[float]] = {"plain": [], "event": []}
+    with scratch, Server(kind, env) as server:
+        # Warm-up (untimed): imports, caches, connections.
+        for path in ("plain", "event"):
+            run_wrk(f"{server.url}/api/{path}", script, 2, args.connections)
+        before = server.stats()
+        for round_index in range(args.rounds):
+            order = ("plain", "event") if round_index % 2 == 0 else ("event", "plain")
+            for path in order:
+                server_cpu, pb_cpu = tree_cpu(server.process.pid), cpu_seconds(pb_pid)  # type: ignore[union-attr]
+                result = run_wrk(f"{server.url}/api/{path}", script, args.seconds, args.connections)
+                server_cpu = (tree_cpu(server.process.pid) - server_cpu) / args.seconds  # type: ignore[union-attr]
+                pb_cpu = (cpu_seconds(pb_pid) - pb_cpu) / args.seconds
+                rates[path].append(result["rps"])
+                note = ""
+                if path == "event":
+                    stats = server.stats()
+                    accepted = stats["accepted"] - before["accepted"]
+                    written = stats["written"] - before["written"]
+                    queue_full = stats["dropped"].get("queue_full", 0) - before["dropped"].get(
+                        "queue_full", 0
+                    )
+                    note = f"; SDK: accepted {accepted}, written {written}, queue_full {queue_full}"
+                    before = stats
+                errors = result["socket_errors"]
+                cost = server_cpu * 1e6 / result["rps"] if result["rps"] else float("nan")
+                print(
+                    f"  {kind:<8} /api/{path:<6} {result['rps']:8.0f} req/s"
+                    f" ({result['requests']} requests, non-2xx {result['non_2xx']}"
+                    f"{', socket errors ' + errors if errors else ''});"
+                    f" CPU: server {server_cpu:.2f} ({cost:.0f} us/request), wrk"
+                    f" {result['wrk_cpu']:.2f}, PocketBase side {pb_cpu:.2f} cores{note}"
+                )
+        if args.profile:
+            for gil in (False, True):
+                with PySpy(pid=server_pid(server), gil=gil) as spy:
+                    run_wrk(f"{server.url}/api/event", script, args.seconds, args.connections)
+                server.stats()
+                shares = ", ".join(f"{k} {v:.0%}" for k, v in spy.thread_shares().items())
+                what = "GIL holder" if gil else "non-idle (incl. waiting for the GIL)"
+                print(f"  py-spy of the {kind} server during a tracked run, {what}: {shares}")
+                for thread in ("skopos-worker", "MainThread"):
+                    print("    " + spy.report(thread, 12).replace("\n", "\n    "))
+    plain = statistics.median(rates["plain"])
+    event = statistics.median(rates["event"])
+    ratio = event / plain
+    ok = ratio >= TARGET_RATIO
+    print(
+        f"RESULT host_overhead {kind}: tracked {event:.0f} req/s vs plain {plain:.0f} req/s"
+        f" (medians of {args.rounds}), ratio {ratio:.3f} (target >= {TARGET_RATIO}): {verdict(ok)}"
+    )
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--server", choices=("uvicorn", "gunicorn", "both"), default="both")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--pocketbase", choices=("noop", "real"), default="noop")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server, tracked")
+    parser.add_argument("--batch", action="store_true", help="SKOPOS_BATCH=true (default off)")
+    args = parser.parse_args()
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    print(f"host_overhead: {machine_line()}")
+    print(f"load generator: {wrk_version.splitlines()[0] if wrk_version else 'wrk'}")
+    kinds = ("uvicorn", "gunicorn") if args.server == "both" else (args.server,)
+    with contextlib.ExitStack() as stack:
+        if args.pocketbase == "noop":
+            pb: Any = stack.enter_context(NoopPocketBase())
+            tracking_id = pb.tracking_id
+        else:
+            pb = stack.enter_context(LocalPocketBase())
+            tracking_id = pb.website("host overhead bench").tracking_id
+        env = {
+            **os.environ,
+            "SKOPOS_POCKETBASE_URL": pb.url,
+            "SKOPOS_SITE_ID": tracking_id,
+            "SKOPOS_ADMIN_EMAIL": ADMIN_EMAIL,
+            "SKOPOS_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "SKOPOS_REALTIME": "false",
+            "SKOPOS_BATCH": "true" if args.batch else "false",
+        }
+        print(
+            f"PocketBase: {args.pocketbase}; SDK batch={args.batch};"
+            f" wrk -t1 -c{args.connections} -d{args.seconds:g}s"
+        )
+        results = [measure(kind, env, pb.pid, args) for kind in kinds]
+        if args.pocketbase == "noop":
+            counts = pb.counts()
+            events = counts["records"].get("events", 0)
+            print(
+                f"PocketBase requests per 1,000 events:"
+                f" {1000 * counts['requests'] / max(events, 1):.1f}"
+                f" ({counts['requests']} requests: {counts['batch_requests']} batches,"
+                f" {counts['lookups']} lookups; {events} events)"
+            )
+    del results  # the verdicts are printed; the exit code reports only crashes
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
