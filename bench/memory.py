@@ -192,10 +192,15 @@ def main() -> int:
         f"no-op PocketBase saw {counts['requests']} requests ({counts['batch_requests']} batches,"
         f" {counts['lookups']} lookups), records {counts['records']}"
     )
+    flat_verdict = (
+        f"last {len(tail)} samples within {flat:.1f} MB (flat: <= {FLAT_MB:.0f} MB):"
+        f" {verdict(flat <= FLAT_MB)}"
+        if len(tail) == 5
+        else f"flatness not judged (only {len(tail)} samples; needs 5)"
+    )
     print(
         f"RESULT memory growth {growth:+.1f} MB (target <= {TARGET_GROWTH_MB:.0f} MB):"
-        f" {verdict(growth <= TARGET_GROWTH_MB)}; last {len(tail)} samples within"
-        f" {flat:.1f} MB (flat: <= {FLAT_MB:.0f} MB): {verdict(flat <= FLAT_MB)}"
+        f" {verdict(growth <= TARGET_GROWTH_MB)}; {flat_verdict}"
     )
     return 0
 
