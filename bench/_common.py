@@ -359,13 +359,7 @@ class NoopPocketBase:
 
     def __exit__(self, *exc: object) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_process(process, grace=5)
 
 
 def _fake_token() -> str:
@@ -564,3 +558,15 @@ if __name__ == "__main__":
     if args.command == "noop-server":
         with contextlib.suppress(KeyboardInterrupt):
             _run_noop_server(args.port, args.domain, args.store_raw_ip)
+
+
+def stop_process(process: subprocess.Popen[Any] | None, *, grace: float) -> None:
+    """Terminate a child server, then kill it if it is still there after ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)

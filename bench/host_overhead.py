@@ -48,6 +48,7 @@ from _common import (
     cpu_seconds,
     machine_line,
     page_payload,
+    stop_process,
     user_agent,
     verdict,
 )
@@ -153,13 +154,7 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_process(process, grace=15)
 
 
 def server_pid(server: Server) -> int:
