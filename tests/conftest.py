@@ -24,6 +24,11 @@ ADMIN_EMAIL = "admin@skopos.test"
 ADMIN_PASSWORD = "correct-horse-battery"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here, not in pyproject.toml, so the marker lives beside its tests.
+    config.addinivalue_line("markers", "slow: takes a minute or more (still runs in CI)")
+
+
 @dataclass(frozen=True)
 class PocketBaseServer:
     """A running PocketBase and the superuser credentials for it."""
