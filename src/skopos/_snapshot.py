@@ -109,18 +109,26 @@ def snapshot_from_scope(scope: Mapping[str, Any]) -> RequestSnapshot:
         path[:MAX_PATH_LENGTH] if isinstance(path, str) else "",
     )
     headers: Iterable[Any] = scope.get("headers") or ()
+    lookup = _HEADERS.get
     for item in headers:
         try:
             name, value = item
             # ASGI servers send lower-case names: lowercase only on a miss (58% of the call).
-            attr = _HEADERS.get(name)
-            if attr is None and not name.islower():
-                attr = _HEADERS.get(bytes(name).lower())
+            attr = lookup(name)
+            if attr is None:
+                if name.islower():
+                    continue
+                attr = lookup(bytes(name).lower())
+                if attr is None:
+                    continue
         except (TypeError, ValueError, AttributeError):
             continue
-        if attr is not None and isinstance(value, (bytes, bytearray)):
+        if isinstance(value, (bytes, bytearray)):
             previous = getattr(snap, attr)
-            text = bytes(value[:MAX_HEADER_LENGTH]).decode("latin-1")
+            # Slicing only when needed: most values are short, and decode copies anyway.
+            if len(value) > MAX_HEADER_LENGTH:
+                value = value[:MAX_HEADER_LENGTH]
+            text = value.decode("latin-1")
             # Repeated headers combine with a comma, as HTTP says they may.
             setattr(
                 snap, attr, text if previous is None else f"{previous}, {text}"[:MAX_HEADER_LENGTH]
