@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from ipaddress import IPv4Address
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import test_client_ip
+import test_payload
+from skopos import _client_ip
+from skopos._client_ip import ResolvedIp, TrustedProxies, resolve_client_ip
+from skopos._identity import VisitorHasher
+from skopos._ip_rules import IpBlacklist, normalize_ip
+from skopos._lru import LruCache
+from skopos._payload import (
+    _HOSTNAME,
+    ValidPayload,
+    _looks_like_ip,
+    _normalize_host,
+    host_matches_domain,
+    is_localhost,
+    normalize_domain,
+    validate_payload,
+)
+from skopos._pipeline import Pipeline
 from skopos._queue import WorkQueue
-from skopos._snapshot import MAX_HEADER_LENGTH, snapshot_from_scope
+from skopos._site_rules import SiteRules
+from skopos._snapshot import MAX_HEADER_LENGTH, RequestSnapshot, snapshot_from_scope
 
 # -- ASGI snapshot ---------------------------------------------------------------------------
 
@@ -93,3 +120,142 @@ def test_put_keeps_the_lock_usable_after_a_full_queue() -> None:
     assert queue.take(5, timeout=0) == [1]
     assert queue.put(3)
     assert queue.drain() == [3]
+
+
+# -- host checks: memoised verdicts and the ipaddress short cut ------------------------------
+
+
+def _corpus(test: object) -> list[tuple[object, ...]]:
+    """The parametrized cases of a test in test_payload.py."""
+    marks = [mark for mark in getattr(test, "pytestmark", []) if mark.name == "parametrize"]
+    return [tuple(case) for case in marks[0].args[1]]
+
+
+HOSTS = [case[0] for case in _corpus(test_payload.test_is_localhost)]
+HOST_DOMAINS = [case[:2] for case in _corpus(test_payload.test_host_matches_domain)]
+DOMAINS = [case[0] for case in _corpus(test_payload.test_normalize_domain)]
+
+
+def _slow_verdict(host: str, domain: str | None) -> int:
+    """What the pipeline decided before the memo, written out."""
+    if is_localhost(host):
+        return 0
+    if domain and not host_matches_domain(host, domain):
+        return 2
+    return 1
+
+
+def _pipeline() -> Pipeline:
+    return Pipeline(SimpleNamespace(get=lambda tracking_id: None), VisitorHasher(b"s"))  # type: ignore[arg-type]
+
+
+def test_memoised_host_verdicts_equal_the_slow_path_over_the_corpus() -> None:
+    pipeline = _pipeline()
+    hosts = [str(host) for host in HOSTS] + [str(host) for host, _ in HOST_DOMAINS]
+    domains: list[str | None] = [None, ""]
+    for domain in [*DOMAINS, *(domain for _, domain in HOST_DOMAINS)]:
+        if isinstance(domain, str):
+            domains += [domain, normalize_domain(domain)]  # site rules hold the normalised one
+    for _ in range(2):  # cold, then from the memo
+        for host in hosts:
+            validated = validate_payload({"type": "pageView", "url": f"https://{host}/"})
+            candidates = [host] + ([validated.host] if isinstance(validated, ValidPayload) else [])
+            for candidate in candidates:
+                for domain in domains:
+                    expected = _slow_verdict(candidate, domain)
+                    assert pipeline._host_verdict(candidate, domain) == expected, (host, domain)
+
+
+def test_host_verdict_memo_is_bounded() -> None:
+    pipeline = _pipeline()
+    for number in range(pipeline._host_verdicts.maxsize + 50):
+        pipeline._host_verdict(f"h{number}.example.com", "example.com")
+    assert len(pipeline._host_verdicts) == pipeline._host_verdicts.maxsize
+
+
+@given(st.text(st.sampled_from("0123456789abcdef.:[]%x-_ "), max_size=45) | st.text(max_size=20))
+def test_only_ip_looking_hosts_can_be_ip_addresses(text: str) -> None:
+    normalized = _normalize_host(text)
+    if normalized is not None and not _looks_like_ip(normalized):
+        assert normalize_ip(normalized) is None
+
+
+@given(st.text(st.sampled_from("ab9_-."), max_size=70))
+def test_hostname_pattern_is_every_label_matching(text: str) -> None:
+    label = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+    expected = all(label.fullmatch(part) for part in text.split("."))
+    assert bool(_HOSTNAME.fullmatch(text)) is expected
+
+
+def test_hostname_pattern_label_lengths() -> None:
+    assert _HOSTNAME.fullmatch("a" * 63 + ".com")
+    assert not _HOSTNAME.fullmatch("a" * 64 + ".com")
+    assert not _HOSTNAME.fullmatch("a..com")
+    assert not _HOSTNAME.fullmatch("-a.com")
+
+
+# -- client IP: the parsed-node cache ---------------------------------------------------------
+
+
+def _resolve_all(cases: list[tuple[Any, ...]]) -> list[ResolvedIp]:
+    return [resolve_client_ip(peer, headers, trusted) for _, peer, headers, trusted, *_ in cases]
+
+
+def test_node_cache_gives_the_uncached_answers_over_the_corpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cases = test_client_ip.CASES
+    cold_and_warm = [_resolve_all(cases), _resolve_all(cases)]
+    monkeypatch.setattr(_client_ip, "_nodes", LruCache(0))
+    uncached = _resolve_all(cases)
+    assert cold_and_warm == [uncached, uncached]
+
+
+@given(test_client_ip.peers, test_client_ip.header_maps, test_client_ip.configs)
+def test_node_cache_gives_the_uncached_answers(
+    peer: str | None, headers: dict[str, str], trusted: TrustedProxies
+) -> None:
+    cached = [resolve_client_ip(peer, headers, trusted) for _ in range(2)]
+    saved = _client_ip._nodes
+    _client_ip._nodes = LruCache(0)
+    try:
+        uncached = resolve_client_ip(peer, headers, trusted)
+    finally:
+        _client_ip._nodes = saved
+    assert cached == [uncached, uncached]
+
+
+def test_node_cache_keeps_only_parsed_short_text() -> None:
+    _client_ip._nodes.clear()
+    assert _client_ip._parse_node("unknown") is None
+    assert _client_ip._parse_node(" " * 300 + "192.0.2.1") == IPv4Address("192.0.2.1")
+    assert _client_ip._parse_node("[::ffff:192.0.2.1]:80") == IPv4Address("192.0.2.1")
+    assert len(_client_ip._nodes) == 1
+
+
+def test_forwarding_headers_keep_their_order_and_skip_missing() -> None:
+    snap = RequestSnapshot("1.2.3.4")
+    assert snap.forwarding_headers() == {}
+    snap.cf_connecting_ip, snap.forwarded, snap.x_forwarded_for = "c", "f", "x"
+    assert list(snap.forwarding_headers().items()) == [
+        ("x-forwarded-for", "x"),
+        ("forwarded", "f"),
+        ("cf-connecting-ip", "c"),
+    ]
+
+
+def test_blacklist_is_checked_on_the_resolved_address() -> None:
+    listed = IpBlacklist(["203.0.113.7", "2001:db8::/32"])
+    pipeline = _pipeline()
+    for peer, blocked in [
+        ("203.0.113.7", True),
+        ("::ffff:203.0.113.7", True),
+        ("[2001:db8::5]:443", True),
+        ("203.0.113.8", False),
+        ("not an address", False),
+    ]:
+        _, _, address = pipeline._client_ip(RequestSnapshot(peer))
+        site = SiteRules("r" * 15, "t", None, False, False, False, listed)
+        assert pipeline._blacklisted(site, address) is blocked, peer
+        empty = SiteRules("r" * 15, "t", None, False, False, False, IpBlacklist(None))
+        assert pipeline._blacklisted(empty, address) is False

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from skopos._ip_rules import IPAddress, IPNetwork, IpRangeSet, normalize_ip, parse_network
+from skopos._lru import LruCache
 
 __all__ = [
     "CLOUDFLARE_RANGES",
@@ -98,6 +99,7 @@ FORWARDING_HEADERS: tuple[str, ...] = (
 MAX_HOPS = 30
 # Headers longer than this are cut to their rightmost part (the part trusted proxies wrote).
 MAX_HEADER_CHARS = 4096
+_MAX_NODE_CHARS = 100
 
 _PRESET_NAME = re.compile(r"[A-Za-z][A-Za-z_-]*")
 _PORT = re.compile(r"[0-9]{1,5}|_[A-Za-z0-9._-]+")
@@ -105,6 +107,10 @@ _PORT = re.compile(r"[0-9]{1,5}|_[A-Za-z0-9._-]+")
 # unterminated quoted string runs to the end, so scanning is linear with no backtracking.
 _FORWARDED_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[,;=]|[^,;="\s]+|\s+', re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+# Parsed peers and hops by their exact text: visitors come back, and ``ipaddress`` costs a few
+# µs a parse. Addresses are immutable, so sharing them is safe. Unparseable text is not kept.
+_NODE_CACHE_SIZE = 8192
+_nodes: LruCache[str, IPAddress] = LruCache(_NODE_CACHE_SIZE)
 
 Source = Literal["peer", "cf-connecting-ip", "forwarded", "x-forwarded-for", "x-real-ip", "error"]
 
@@ -244,7 +250,9 @@ def resolve_client_ip(
 def _resolve(peer: str | None, headers: Mapping[str, str], trusted: TrustedProxies) -> ResolvedIp:
     peer_ip = _parse_node(peer) if isinstance(peer, str) else None
     if not trusted.is_trusted(peer_ip):
-        sent_headers = any(_header(headers, name) is not None for name in FORWARDING_HEADERS)
+        sent_headers = bool(headers) and any(
+            _header(headers, name) is not None for name in FORWARDING_HEADERS
+        )
         return ResolvedIp(peer_ip, sent_headers, "peer")
 
     if trusted.is_cloudflare_edge(peer_ip):
@@ -352,8 +360,18 @@ def _unquote(token: str) -> str:
 def _parse_node(value: str) -> IPAddress | None:
     """An address from a peer or a hop: ``1.2.3.4``, ``1.2.3.4:80``, ``[2001:db8::1]:443``,
     bare ``2001:db8::1``, ``"quoted"``; None for ``unknown``, ``_obfuscated`` and garbage."""
+    key = str.__str__(value)  # a str subclass must not bring its own __eq__/__hash__ here
+    address = _nodes.get(key)
+    if address is None:
+        address = _parse_node_text(key)
+        if address is not None and len(key) <= 2 * _MAX_NODE_CHARS:
+            _nodes.put(key, address)
+    return address
+
+
+def _parse_node_text(value: str) -> IPAddress | None:
     text = value.strip().strip('"').strip()
-    if not text or len(text) > 100:
+    if not text or len(text) > _MAX_NODE_CHARS:
         return None
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")

@@ -122,7 +122,9 @@ _JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
 _LANGUAGE = re.compile(r"[A-Za-z0-9\-_,;.=* ]+")
 _NUMBER_TEXT = re.compile(r"[+-]?[0-9]{1,15}(?:\.[0-9]{0,15})?")
 _PORT = re.compile(r"[0-9]{0,5}")
-_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_HOST_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+# Dot-separated labels in one match (a label holds no dot, so this is "every label matches").
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
 _IPV4_LIKE = re.compile(r"[0-9.]+")
 
 
@@ -271,9 +273,7 @@ def _load(raw: object) -> Mapping[object, object]:
     if _json_too_deep(text, MAX_JSON_DEPTH):
         raise _Reject("json_too_deep", f"body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        parsed: object = json.loads(
-            text, parse_constant=_refuse_constant, parse_float=_finite_float
-        )
+        parsed: object = _DECODER.decode(text)
     except (ValueError, RecursionError):
         raise _Reject("invalid_json", "body is not valid JSON") from None
     if not isinstance(parsed, dict):
@@ -322,6 +322,11 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError("number out of range")
     return number
+
+
+# One decoder for every body: json.loads with hooks builds a new JSONDecoder per call. A BOM
+# left after removeprefix is refused by both alike (as invalid JSON).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 # --- the fields ----------------------------------------------------------------------------
@@ -653,7 +658,7 @@ def _normalize_hostname(text: str) -> str | None:
             return None
         if len(text) > 253:
             return None
-    if not all(_HOST_LABEL.fullmatch(label) for label in text.split(".")):
+    if not _HOSTNAME.fullmatch(text):
         return None
     if _IPV4_LIKE.fullmatch(text):
         try:
@@ -697,6 +702,12 @@ def normalize_domain(domain: str) -> str | None:
     return host
 
 
+def _looks_like_ip(normalized: str) -> bool:
+    """Whether a normalised host can be an IP literal; others would only make ``ipaddress``
+    raise twice. (IPv6 always has a colon; IPv4 is digits and dots; names have neither.)"""
+    return ":" in normalized or _IPV4_LIKE.fullmatch(normalized) is not None
+
+
 def _normalize_host(host: str) -> str | None:
     if not isinstance(host, str) or len(host) > MAX_URL_CHARS:
         return None
@@ -727,7 +738,7 @@ def host_matches_domain(host: str, domain: str) -> bool:
         return False
     if normalized_host == normalized_domain:
         return True
-    if normalize_ip(normalized_domain) is not None:
+    if _looks_like_ip(normalized_domain) and normalize_ip(normalized_domain) is not None:
         return False
     return normalized_host.endswith("." + normalized_domain)
 
@@ -748,5 +759,7 @@ def is_localhost(host: str) -> bool:
         return False
     if normalized == "localhost" or normalized.endswith(".localhost"):
         return True
+    if not _looks_like_ip(normalized):
+        return False
     address = normalize_ip(normalized)
     return address is not None and (address.is_loopback or address.is_unspecified)

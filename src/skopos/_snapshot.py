@@ -71,13 +71,16 @@ class RequestSnapshot:
 
     def forwarding_headers(self) -> dict[str, str]:
         """The proxy headers present, by lower-case name."""
-        found = {
-            "x-forwarded-for": self.x_forwarded_for,
-            "forwarded": self.forwarded,
-            "x-real-ip": self.x_real_ip,
-            "cf-connecting-ip": self.cf_connecting_ip,
-        }
-        return {name: value for name, value in found.items() if value is not None}
+        found: dict[str, str] = {}
+        if self.x_forwarded_for is not None:
+            found["x-forwarded-for"] = self.x_forwarded_for
+        if self.forwarded is not None:
+            found["forwarded"] = self.forwarded
+        if self.x_real_ip is not None:
+            found["x-real-ip"] = self.x_real_ip
+        if self.cf_connecting_ip is not None:
+            found["cf-connecting-ip"] = self.cf_connecting_ip
+        return found
 
     def __repr__(self) -> str:
         # Deliberately omits the peer address and headers (privacy in logs).
