@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import random
 import re
 import threading
 import time
@@ -15,9 +19,9 @@ from hypothesis import strategies as st
 
 import test_client_ip
 import test_payload
-from skopos import _client_ip
+from skopos import _client_ip, _identity
 from skopos._client_ip import ResolvedIp, TrustedProxies, resolve_client_ip
-from skopos._identity import VisitorHasher
+from skopos._identity import VisitorHasher, random_record_id
 from skopos._ip_rules import IpBlacklist, normalize_ip
 from skopos._lru import LruCache
 from skopos._payload import (
@@ -259,3 +263,66 @@ def test_blacklist_is_checked_on_the_resolved_address() -> None:
         assert pipeline._blacklisted(site, address) is blocked, peer
         empty = SiteRules("r" * 15, "t", None, False, False, False, IpBlacklist(None))
         assert pipeline._blacklisted(empty, address) is False
+
+
+# -- ids --------------------------------------------------------------------------------------
+
+
+def _base36_reference(number: int) -> str:
+    chars = []
+    for _ in range(15):
+        number, digit = divmod(number, 36)
+        chars.append("abcdefghijklmnopqrstuvwxyz0123456789"[digit])
+    return "".join(chars)
+
+
+@given(st.integers(min_value=0, max_value=2**128 - 1))
+def test_base36_in_pairs_is_digit_by_digit(number: int) -> None:
+    assert _identity._base36(number) == _base36_reference(number)
+
+
+def test_base36_edges() -> None:
+    for number in (0, 35, 36, 1295, 1296, 36**14, 36**15 - 1, 36**15, 2**128 - 1):
+        assert _identity._base36(number) == _base36_reference(number)
+
+
+def test_visitor_id_is_the_hmac_hexdigest() -> None:
+    hasher = VisitorHasher(b"salt")
+    message = "site\x1f203.0.113.9\x1fMozilla \ud800".encode("utf-8", "surrogatepass")
+    expected = hmac.new(b"salt", message, hashlib.sha256).hexdigest()[:32]
+    assert hasher.visitor_id("site", "203.0.113.9", "Mozilla \ud800") == expected
+
+
+def test_random_ids_are_distinct() -> None:
+    ids = {random_record_id() for _ in range(20_000)}
+    assert len(ids) == 20_000
+    assert all(len(i) == 15 and i.isalnum() and i == i.lower() for i in ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_repeats_the_parents_ids() -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os.close(read_end)
+            os.write(write_end, " ".join(random_record_id() for _ in range(100)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    parent = {random_record_id() for _ in range(100)}
+    with os.fdopen(read_end, "rb") as pipe:
+        child = set(pipe.read().decode().split())
+    os.waitpid(pid, 0)
+    assert len(child) == 100
+    assert not parent & child
+
+
+def test_a_fork_that_bypassed_the_hook_reseeds_on_the_pid() -> None:
+    generator = _identity._id_random
+    state = generator._random.getstate()
+    replay = random.Random()
+    replay.setstate(state)
+    generator._pid = -2  # as if this process were a fork the hook never saw
+    assert generator.bits(128) != replay.getrandbits(128)
+    assert generator._pid == os.getpid()

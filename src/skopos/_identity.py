@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
+import random
 import secrets
 
 from skopos._exceptions import PocketBaseValidationError
@@ -28,14 +30,18 @@ logger = logging.getLogger("skopos")
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _RECORD_ID_LENGTH = 15  # PocketBase ids: 15 characters of [a-z0-9]
+# Two base-36 digits at a time, least significant first: 8 divisions per id instead of 15.
+_DIGIT_PAIRS = tuple(_ALPHABET[low] + _ALPHABET[high] for high in range(36) for low in range(36))
 SALT_KEY = "visitor_salt"
 
 
 def _base36(number: int) -> str:
+    """The lowest 15 base-36 digits of ``number``, least significant first."""
     chars = []
-    for _ in range(_RECORD_ID_LENGTH):
-        number, digit = divmod(number, 36)
-        chars.append(_ALPHABET[digit])
+    for _ in range(_RECORD_ID_LENGTH // 2):
+        number, pair = divmod(number, 1296)
+        chars.append(_DIGIT_PAIRS[pair])
+    chars.append(_ALPHABET[number % 36])
     return "".join(chars)
 
 
@@ -49,9 +55,42 @@ def derive_record_id(*parts: str) -> str:
     return _base36(int.from_bytes(digest[:16], "big"))
 
 
+class _IdRandom:
+    """Random bits for record ids, which must be unique but need not be secret.
+
+    ``secrets`` reads ``os.urandom`` for every id (a system call that also releases the GIL);
+    this is a generator seeded once from it. A forked child must never repeat its parent's
+    sequence, so it reseeds in the child: from ``os.register_at_fork``, and on a changed PID
+    for forks that bypass the hook.
+    """
+
+    def __init__(self) -> None:
+        self._random = random.Random()
+        self._pid = -1
+        self.reseed()
+
+    def reseed(self) -> None:
+        self._random.seed(os.urandom(32))
+        self._pid = os.getpid()
+
+    def bits(self, count: int) -> int:
+        if os.getpid() != self._pid:
+            self.reseed()
+        return self._random.getrandbits(count)
+
+
+_id_random = _IdRandom()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_id_random.reseed)
+
+
 def random_record_id() -> str:
-    """A fresh random PocketBase record id."""
-    return _base36(secrets.randbits(128))
+    """A fresh random PocketBase record id (unique, not secret).
+
+    >>> len(random_record_id()), random_record_id() != random_record_id()
+    (15, True)
+    """
+    return _base36(_id_random.bits(128))
 
 
 class VisitorHasher:
@@ -65,7 +104,8 @@ class VisitorHasher:
         message = f"{site_record_id}\x1f{client_ip}\x1f{user_agent}".encode(
             "utf-8", "surrogatepass"
         )
-        return hmac.new(self._salt, message, hashlib.sha256).hexdigest()[:32]
+        # The one-shot form: the same HMAC as hmac.new(...).hexdigest(), without the object.
+        return hmac.digest(self._salt, message, "sha256").hex()[:32]
 
 
 def load_or_create_salt(client: PocketBaseClient) -> bytes:
