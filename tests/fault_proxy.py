@@ -5,7 +5,8 @@
 - ``"pass"``: forward and answer;
 - ``"error"``: answer 500 without forwarding (nothing written);
 - ``"drop"``: forward (PocketBase commits), then close the connection without an
-  answer, as a crash or a network cut after the commit would.
+  answer, as a crash or a network cut after the commit would;
+- ``"stall"``: hold the request unanswered for ``stall_seconds``, then close.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +29,7 @@ class FaultProxy:
 
     def __init__(self, upstream: str, plan: Plan) -> None:
         self.plan = plan
+        self.stall_seconds = 60.0
         self.actions: Counter[str] = Counter()
         self._numbers = itertools.count(1)
         self._client = httpx.Client(base_url=upstream, timeout=30)
@@ -43,6 +46,10 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 action = proxy.plan(self.command, self.path, next(proxy._numbers))
                 proxy.actions[action] += 1
+                if action == "stall":
+                    time.sleep(proxy.stall_seconds)
+                    self.close_connection = True
+                    return
                 if action == "error":
                     payload = b'{"message":"injected failure","data":{},"status":500}'
                     self._answer(500, {"Content-Type": "application/json"}, payload)

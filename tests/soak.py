@@ -1,6 +1,7 @@
 """Soak: many events through injected faults; every one must land exactly once.
 
-Run: .venv/bin/python tests/soak.py [EVENTS]   (default 200,000; prints a JSON summary)
+Run: .venv/bin/python tests/soak.py [EVENTS] [--spool]   (default 200,000; prints a JSON summary)
+With ``--spool`` the SDK journals to a temporary ``spool_dir``.
 
 A real PocketBase behind the fault proxy: every 7th batch's answer is lost after
 the commit, every 11th batch gets a 500, and PocketBase itself is stopped for
@@ -31,7 +32,7 @@ from tracking_helpers import environ, page_view
 EMAIL, PASSWORD = "soak@skopos.test", "soak-password-123"
 
 
-def main(total: int) -> int:
+def main(total: int, spool: bool) -> int:
     visitors = 2000
     batches = itertools.count(1)
 
@@ -42,6 +43,7 @@ def main(total: int) -> int:
         return "drop" if n % 7 == 0 else "error" if n % 11 == 0 else "pass"
 
     with tempfile.TemporaryDirectory() as data:
+        spool_dir = Path(data) / "spool" if spool else None
         server = EmbeddedPocketBase(Path(data) / "pb", email=EMAIL, password=PASSWORD).start()
         try:
             with PocketBaseClient(server.url, EMAIL, PASSWORD) as admin:
@@ -57,6 +59,7 @@ def main(total: int) -> int:
                     batch=True,
                     batch_interval=0.5,
                     max_batch_size=500,
+                    spool_dir=spool_dir,
                 )
                 started = time.monotonic()
                 restarted = False
@@ -96,6 +99,7 @@ def main(total: int) -> int:
     expected = {f"/v{n % visitors}/{n}" for n in range(total)}
     summary = {
         "events_sent": total,
+        "spool": spool,
         "flushed": flushed,
         "seconds": round(elapsed, 1),
         "events_per_second": round(total / elapsed),
@@ -110,6 +114,7 @@ def main(total: int) -> int:
             "written": stats.written,
             "dropped": stats.dropped,
             "retries": stats.retries,
+            "spooled": stats.spooled,
         },
     }
     print(json.dumps(summary, indent=2))
@@ -118,4 +123,5 @@ def main(total: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000))
+    arguments = [a for a in sys.argv[1:] if a != "--spool"]
+    sys.exit(main(int(arguments[0]) if arguments else 200_000, "--spool" in sys.argv[1:]))

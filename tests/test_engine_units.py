@@ -9,10 +9,13 @@ from types import SimpleNamespace
 import pytest
 
 from skopos import ConfigurationError
+from skopos._activity import Activity
 from skopos._config import resolve_options
 from skopos._identity import VisitorHasher, derive_record_id, random_record_id
+from skopos._ip_rules import IpBlacklist
 from skopos._js_errors import ErrorAggregator, error_hash, top_frame
 from skopos._queue import WorkQueue
+from skopos._site_rules import SiteRules
 from skopos._snapshot import snapshot_from_environ, snapshot_from_scope, take_snapshot
 
 REQUIRED = {
@@ -179,20 +182,17 @@ def test_top_frame_per_browser() -> None:
 
 def test_aggregator_counts_per_site_and_group() -> None:
     errors = ErrorAggregator()
-    for site in ("s1", "s1", "s2"):
-        errors.add(
-            site_record_id=site,
-            message="m",
-            stack_trace=None,
-            url="u",
-            session_id="x",
-            seen_at=time.time(),
-        )
+    for number, site in enumerate(("s1", "s1", "s2")):
+        rules = SiteRules(site, "t", None, False, False, False, IpBlacklist(None))
+        activity = Activity("jsError", rules, "v", "vr", time.time(), url="u", error_message="m")
+        activity.session_id = "x"
+        activity.recovered = number == 1
+        errors.add(activity)
     assert errors.occurrences == 3
     groups = sorted(errors.take(), key=lambda g: g.site_record_id)
     assert [(g.site_record_id, g.count) for g in groups] == [("s1", 2), ("s2", 1)]
     upsert, increment = groups[0].writes()
-    assert upsert.acks == 2
+    assert (upsert.acks, upsert.recovered) == (1, 1)
     assert upsert.parent
     assert increment.request.body == {"count+": 2}
     assert errors.occurrences == 0

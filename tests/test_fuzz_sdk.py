@@ -76,15 +76,19 @@ def requests() -> st.SearchStrategy[Any]:
     return st.none() | environ | scope | json_values
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["memory", "spool"])
 def fuzz_target(
+    request: pytest.FixtureRequest,
     pocketbase: PocketBaseServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[SkoposSDK, Website, PocketBaseClient]]:
     from skopos._setup import ensure_website
 
+    spool_dir = tmp_path_factory.mktemp("fuzz-spool") if request.param == "spool" else None
     with pocketbase.client() as client:
-        site = ensure_website(client, "fuzz", "fuzz.example.test")
+        site = ensure_website(client, f"fuzz {request.param}", f"{request.param}.fuzz.example.test")
         sdk = SkoposSDK.init(
+            spool_dir=spool_dir,
             pocketbase_url=pocketbase.url,
             site_id=site.tracking_id,
             admin_email=pocketbase.email,

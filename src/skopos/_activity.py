@@ -7,12 +7,16 @@ is what survives validation, filtering and enrichment in the worker.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
+from skopos._identity import random_record_id
 from skopos._site_rules import SiteRules
 from skopos._snapshot import RequestSnapshot
 from skopos._user_agent import ClientInfo
+
+if TYPE_CHECKING:
+    from skopos._spool import SpoolRef
 
 __all__ = ["Activity", "ActivityType", "CallKind", "TrackCall"]
 
@@ -66,3 +70,7 @@ class Activity:
     error_message: str | None = None
     stack_trace: str | None = None
     session_id: str | None = None  # set when sessionized
+    # The events record's id, fixed here so that a replay from the spool cannot duplicate it.
+    record_id: str = field(default_factory=random_record_id)
+    spool_ref: SpoolRef | None = None  # where the spool journaled it, if spooling
+    recovered: bool = False  # replayed from another process's spool, not accepted by this one

@@ -42,6 +42,8 @@ class SkoposOptions:
     max_queue_size: int = 10_000
     request_timeout: float = 10.0
     trusted_proxies: tuple[str, ...] = ()
+    spool_dir: str | None = None
+    spool_max_bytes: int = 256 << 20
     strict: bool = False
 
 
@@ -55,6 +57,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "config_refresh_interval": (0.5, 86400.0),
     "max_queue_size": (1, 10_000_000),
     "request_timeout": (0.1, 300.0),
+    "spool_max_bytes": (1 << 20, 1 << 40),
 }
 
 

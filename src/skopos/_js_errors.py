@@ -8,14 +8,18 @@ same transaction.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from skopos._activity import Activity
 from skopos._identity import derive_record_id
 from skopos._pb_client import BatchRequest
-from skopos._sessions import PendingWrite
+from skopos._sessions import PendingWrite, pb_date
+
+if TYPE_CHECKING:
+    from skopos._spool import SpoolRef
 
 __all__ = ["ErrorAggregator", "ErrorGroup", "error_hash", "top_frame"]
 
@@ -43,11 +47,6 @@ def error_hash(message: str, stack_trace: str | None) -> str:
     return hashlib.sha256(f"{message}\x1f{frame}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _pb_date(timestamp: float) -> str:
-    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 @dataclass
 class ErrorGroup:
     """Occurrences of one error on one site since the last write."""
@@ -59,7 +58,9 @@ class ErrorGroup:
     url: str
     session_id: str | None
     last_seen: float
-    count: int = 0
+    count: int = 0  # occurrences, of which ``recovered`` came from another process's spool
+    recovered: int = 0
+    refs: list[SpoolRef] | None = field(default=None, repr=False)
 
     def writes(self) -> list[PendingWrite]:
         """Upsert the group's record, then add this interval's count (one key, so a
@@ -72,17 +73,21 @@ class ErrorGroup:
             "errorMessage": self.message,
             "stackTrace": self.stack_trace or "",
             "url": self.url,
-            "lastSeen": _pb_date(self.last_seen),
+            "lastSeen": pb_date(self.last_seen),
         }
         if self.session_id:
             body["session"] = self.session_id
         count = BatchRequest.update("js_errors", record_id, {"count+": self.count})
-        return [
-            PendingWrite(
-                BatchRequest.upsert("js_errors", body), "js_errors", record_id, self.count, True
-            ),
-            PendingWrite(count, "js_errors", record_id),
-        ]
+        upsert = PendingWrite(
+            BatchRequest.upsert("js_errors", body),
+            "js_errors",
+            record_id,
+            self.count - self.recovered,
+            parent=True,
+            recovered=self.recovered,
+            refs=self.refs,
+        )
+        return [upsert, PendingWrite(count, "js_errors", record_id)]
 
 
 class ErrorAggregator:
@@ -91,17 +96,11 @@ class ErrorAggregator:
     def __init__(self) -> None:
         self._groups: dict[tuple[str, str], ErrorGroup] = {}
 
-    def add(
-        self,
-        *,
-        site_record_id: str,
-        message: str,
-        stack_trace: str | None,
-        url: str,
-        session_id: str | None,
-        seen_at: float,
-    ) -> None:
-        """Count one occurrence."""
+    def add(self, activity: Activity) -> None:
+        """Count one occurrence (a sessionized ``jsError`` activity)."""
+        site_record_id = activity.site.record_id
+        message, stack_trace = activity.error_message or "", activity.stack_trace
+        url, session_id, seen_at = activity.url, activity.session_id, activity.at
         key_hash = error_hash(message, stack_trace)
         group = self._groups.get((site_record_id, key_hash))
         if group is None:
@@ -110,6 +109,12 @@ class ErrorAggregator:
             )
             self._groups[(site_record_id, key_hash)] = group
         group.count += 1
+        if activity.recovered:
+            group.recovered += 1
+        if activity.spool_ref is not None:
+            if group.refs is None:
+                group.refs = []
+            group.refs.append(activity.spool_ref)
         if seen_at >= group.last_seen:
             group.last_seen, group.url, group.session_id = (
                 seen_at,

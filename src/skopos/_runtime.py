@@ -21,6 +21,7 @@ from skopos._pipeline import Pipeline
 from skopos._queue import WorkQueue
 from skopos._sessions import Sessionizer
 from skopos._site_rules import SiteRegistry, SiteRules
+from skopos._spool import Spool
 from skopos._stats import Ledger
 from skopos._worker import Worker
 
@@ -67,6 +68,11 @@ class Runtime:
             self.sites, VisitorHasher(salt), trusted_proxies=TrustedProxies(options.trusted_proxies)
         )
         self.sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
+        self.spool = (
+            Spool(options.spool_dir, max_bytes=options.spool_max_bytes)
+            if options.spool_dir
+            else None
+        )
         self.worker = Worker(
             queue=self.queue,
             pipeline=self.pipeline,
@@ -75,6 +81,7 @@ class Runtime:
             client=client,
             ledger=self.ledger,
             options=options,
+            spool=self.spool,
         )
 
     def start(self) -> None:
@@ -91,6 +98,8 @@ class Runtime:
     def for_child(self) -> Runtime:
         """A fresh runtime for a forked child (called in the child, single-threaded)."""
         _INHERITED.append(self)
+        if self.spool is not None:
+            self.spool.abandon()  # the parent's segments stay the parent's
         return Runtime(
             self.options,
             new_client(self.options),

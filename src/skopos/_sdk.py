@@ -35,6 +35,7 @@ from skopos._identity import load_or_create_salt
 from skopos._pb_client import PocketBaseClient
 from skopos._runtime import Runtime, new_client
 from skopos._snapshot import take_snapshot
+from skopos._spool import check_spool_dir
 from skopos._stats import SkoposStats
 
 __all__ = ["SkoposSDK"]
@@ -88,6 +89,7 @@ class SkoposSDK:
                 " `skopos setup --domain ...`)"
             )
         self._runtime.pipeline.warm_up()  # ~0.3 s once, here rather than on the first request
+        self._runtime.worker.replay_orphans()  # what a killed process left in spool_dir
         self._closed = False
         self._close_lock = threading.Lock()
         self._queue_full_logged = 0.0
@@ -131,6 +133,8 @@ class SkoposSDK:
         max_queue_size: int | None = None,
         request_timeout: float | None = None,
         trusted_proxies: Sequence[str] | str | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int | None = None,
         strict: bool | None = None,
     ) -> SkoposSDK:
         """Connect to PocketBase and start tracking; fails fast with a clear error.
@@ -150,6 +154,11 @@ class SkoposSDK:
         them may name the client with ``Forwarded`` / ``X-Forwarded-For`` /
         ``X-Real-IP`` (``CF-Connecting-IP`` only from Cloudflare). Default: none,
         the peer address is the client.
+        ``spool_dir``: a local directory for a crash-safe journal of tracking calls
+        (default: none, memory only). What PocketBase has not acknowledged by the
+        shutdown deadline, or when the process is killed, is written by the next
+        process started with the same directory, exactly once; while PocketBase is
+        away the queue drains to disk, up to ``spool_max_bytes`` (256 MiB).
         ``strict=True`` re-raises internal errors (for tests and debugging).
 
         Example::
@@ -160,6 +169,8 @@ class SkoposSDK:
         """
         arguments = {name: value for name, value in locals().items() if name != "cls"}
         options = resolve_options(arguments)
+        if options.spool_dir:
+            check_spool_dir(options.spool_dir)
         client = new_client(options)
         try:
             client.authenticate()
@@ -296,7 +307,8 @@ class SkoposSDK:
         """Flush for at most ``timeout`` seconds, then stop threads and close connections.
 
         What cannot be written by then is dropped and counted
-        (``undelivered_at_shutdown``). Idempotent; later tracking calls are ignored.
+        (``undelivered_at_shutdown``), or, with ``spool_dir``, kept on disk for the
+        next start (``stats().spooled``). Idempotent; later tracking calls are ignored.
         """
         with self._close_lock:
             if self._closed:
@@ -365,4 +377,6 @@ class SkoposSDK:
             realtime_connected=runtime.sites.realtime_connected,
             last_error=ledger.last_error,
             last_error_at=ledger.last_error_at,
+            spooled=ledger.spooled,
+            recovered=dict(ledger.recovered),
         )

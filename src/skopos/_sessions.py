@@ -19,15 +19,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from skopos._activity import Activity
-from skopos._identity import derive_record_id, random_record_id
+from skopos._identity import derive_record_id
 from skopos._lru import LruCache
 from skopos._payload import host_matches_domain
 from skopos._pb_client import BatchRequest, PocketBaseClient
 from skopos._pb_filter import pb_filter
+
+if TYPE_CHECKING:
+    from skopos._spool import SpoolRef
 
 __all__ = ["PendingWrite", "SessionState", "Sessionizer"]
 
@@ -46,11 +49,40 @@ class PendingWrite:
     request: BatchRequest
     collection: str
     key: str | None = None
-    acks: int = 0
+    acks: int = 0  # this process's tracking calls
     parent: bool = False
     # For a create: what to send instead when another writer created the id first
     # (None: the record is already there, nothing to add).
     if_exists: BatchRequest | None = None
+    recovered: int = 0  # calls replayed from another process's spool
+    refs: list[SpoolRef] | None = None  # the spool entries of all of them, when spooling
+
+    @classmethod
+    def for_activity(
+        cls, request: BatchRequest, collection: str, key: str, activity: Activity
+    ) -> PendingWrite:
+        """The write that acknowledges ``activity``'s tracking call."""
+        ref = activity.spool_ref
+        return cls(
+            request,
+            collection,
+            key,
+            0 if activity.recovered else 1,
+            recovered=1 if activity.recovered else 0,
+            refs=None if ref is None else [ref],
+        )
+
+    def replaced_by(self, request: BatchRequest) -> PendingWrite:
+        """The same acknowledgements carried by another request."""
+        return PendingWrite(
+            request,
+            self.collection,
+            self.key,
+            self.acks,
+            self.parent,
+            recovered=self.recovered,
+            refs=self.refs,
+        )
 
 
 @dataclass(slots=True)
@@ -247,7 +279,7 @@ class Sessionizer:
             if activity.type == "identify":
                 body = {**_visitor_body(activity), **(activity.data or {})}
                 upsert = BatchRequest.upsert("visitors", body)
-                identities.append(PendingWrite(upsert, "visitors", vid, 1))
+                identities.append(PendingWrite.for_activity(upsert, "visitors", vid, activity))
                 continue
 
             # A lookup is fresher than the cache: another process may have moved on.
@@ -266,7 +298,7 @@ class Sessionizer:
 
             if activity.type in ("pageView", "custom"):
                 create = BatchRequest.create("events", _event_body(activity, state.id))
-                events.append(PendingWrite(create, "events", vid, 1))
+                events.append(PendingWrite.for_activity(create, "events", vid, activity))
 
         sessions = [self._session_write(state, state.id in opened) for state in dirty.values()]
         return [*visitors.values(), *identities, *sessions, *events]
@@ -320,7 +352,7 @@ def _visitor_body(activity: Activity) -> dict[str, Any]:
 
 def _event_body(activity: Activity, session_id: str) -> dict[str, Any]:
     return {
-        "id": random_record_id(),
+        "id": activity.record_id,
         "session": session_id,
         "type": activity.type,
         "path": activity.path,

@@ -30,10 +30,14 @@ class SkoposStats:
       (False with ``realtime=False``; polling still applies);
     - ``spoofed_forwarding_headers``: requests from a peer that is not a trusted
       proxy but sent ``X-Forwarded-For`` & co (ignored; a steady count usually
-      means ``trusted_proxies`` should name your proxy).
+      means ``trusted_proxies`` should name your proxy);
+    - ``spooled``: accepted calls left in ``spool_dir`` at shutdown, for the next
+      process to write (not lost, not dropped);
+    - ``recovered``: calls that earlier processes left in ``spool_dir``, by outcome
+      in this one (``written``, or a drop reason); they are not in ``accepted``.
 
     ``accepted + dropped['queue_full'] == calls``, and once ``flush()`` returns True,
-    ``written + sum(dropped) - dropped['queue_full'] == accepted``.
+    ``written + sum(dropped) - dropped['queue_full'] + spooled == accepted``.
     """
 
     accepted: int
@@ -47,6 +51,8 @@ class SkoposStats:
     realtime_connected: bool = False
     last_error: str | None = None
     last_error_at: float | None = None
+    spooled: int = 0
+    recovered: dict[str, int] = field(default_factory=dict)
 
 
 class Ledger:
@@ -58,6 +64,9 @@ class Ledger:
         self.written = 0
         self.dropped: Counter[str] = Counter()
         self.records: Counter[str] = Counter()
+        self.spooled = 0
+        self.recovered: Counter[str] = Counter()
+        self.recovered_expected = 0  # calls claimed from dead processes' spools
         self.retries = 0
         self.last_error: str | None = None
         self.last_error_at: float | None = None
@@ -76,6 +85,24 @@ class Ledger:
             self.acknowledged += count
             self._condition.notify_all()
 
+    def ack_spooled(self, count: int) -> None:
+        """``count`` accepted calls stay in the spool for the next process."""
+        with self._condition:
+            self.spooled += count
+            self.acknowledged += count
+            self._condition.notify_all()
+
+    def expect_recovered(self, count: int) -> None:
+        """``count`` calls from an earlier process's spool are to be written."""
+        with self._condition:
+            self.recovered_expected += count
+
+    def count_recovered(self, outcome: str, count: int) -> None:
+        """``count`` calls from an earlier process's spool were written or dropped."""
+        with self._condition:
+            self.recovered[outcome] += count
+            self._condition.notify_all()
+
     def count_records(self, collection: str, count: int) -> None:
         """Records written to ``collection``."""
         with self._condition:
@@ -90,6 +117,12 @@ class Ledger:
                 self.retries += 1
 
     def wait_acknowledged(self, target: int, timeout: float) -> bool:
-        """Wait until ``target`` calls are acknowledged; False on timeout."""
+        """Wait until ``target`` calls, and every call recovered from a spool so far,
+        are acknowledged; False on timeout."""
+
+        def done() -> bool:
+            recovered = sum(self.recovered.values())
+            return self.acknowledged >= target and recovered >= self.recovered_expected
+
         with self._condition:
-            return self._condition.wait_for(lambda: self.acknowledged >= target, timeout)
+            return self._condition.wait_for(done, timeout)

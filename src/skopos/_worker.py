@@ -7,6 +7,12 @@ JS error groups are written every ``js_error_batch_interval``. A flush request
 writes everything now. While PocketBase cannot be reached, calls wait (the
 queue stays bounded) and nothing accepted is dropped before the shutdown
 deadline.
+
+With a spool (``spool_dir``), prepared activities go to the journal first and
+the worker reads them back from it: memory holds a bounded read-ahead, the
+queue keeps draining to disk while PocketBase is away, what is left at the
+shutdown deadline stays on disk, and segments that dead processes left behind
+are replayed (``_spool.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from skopos._pipeline import Pipeline
 from skopos._queue import WorkQueue
 from skopos._sessions import PendingWrite, Sessionizer
 from skopos._site_rules import SiteRegistry
+from skopos._spool import Spool
 from skopos._stats import Ledger
 from skopos._writer import Backoff, BatchWriter
 
@@ -34,6 +41,7 @@ logger = logging.getLogger("skopos")
 
 _TAKE_AT_ONCE = 1000
 _IDLE_WAKEUP = 1.0  # seconds; the longest the loop sleeps without a reason
+_ORPHAN_SCAN_INTERVAL = 30.0  # seconds between looks for segments of dead processes
 
 
 class Worker:
@@ -49,6 +57,7 @@ class Worker:
         client: PocketBaseClient,
         ledger: Ledger,
         options: SkoposOptions,
+        spool: Spool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._queue = queue
@@ -61,10 +70,16 @@ class Worker:
         self._stop = threading.Event()
         self._flush = threading.Event()
         self._deadline: float | None = None
+        self._spool = spool
+        self._read_ahead = max(_TAKE_AT_ONCE, options.max_batch_size)
+        self._orphans_due = 0.0
+        self._draining = False
         self._writer = BatchWriter(
-            client, ledger, on_dropped_parent=sessionizer.forget, stop=self._stop
+            client, ledger, on_dropped_parent=sessionizer.forget, stop=self._stop, spool=spool
         )
         self._writer.deadline_passed = self._deadline_passed
+        if spool is not None:
+            self._writer.while_waiting = self._drain_to_spool
         self._backoff = Backoff()
         self._held: list[TrackCall] = []
         self._activities: list[Activity] = []
@@ -110,6 +125,7 @@ class Worker:
         while True:
             try:
                 if self._step():
+                    self._close_spool()
                     return
             except Exception as exc:  # never let the thread die for good
                 logger.exception("skopos: internal error in the worker")
@@ -122,10 +138,15 @@ class Worker:
         """One round; True when the worker is done for good."""
         stopping = self._stop.is_set()
         flushing = stopping or self._flush.is_set()
-        wait = 0.0 if flushing or self._held else self._seconds_until_due()
+        spool = self._spool
+        reading = spool is not None and spool.backlog > 0 and self._room() > 0
+        wait = 0.0 if flushing or self._held or reading else self._seconds_until_due()
         calls = self._held + self._queue.take(_TAKE_AT_ONCE, wait)
         self._held = []
         self._prepare(calls)
+        if spool is not None:
+            self._replay_orphans(spool)
+            self._read_back(spool)
 
         now = self._clock()
         if self._activities and (
@@ -140,7 +161,13 @@ class Worker:
         if self._sites.refresh_due():
             self._refresh_sites()
 
-        idle = not (len(self._queue) or self._held or self._activities or self._errors.occurrences)
+        idle = not (
+            len(self._queue)
+            or self._held
+            or self._activities
+            or self._errors.occurrences
+            or (spool is not None and spool.backlog)
+        )
         if idle and stopping:
             return True
         if idle and flushing:
@@ -159,14 +186,26 @@ class Worker:
             due = min(due, self._errors_due)
         return max(0.0, due - now)
 
-    def _prepare(self, calls: list[TrackCall]) -> None:
+    def _prepare(self, calls: list[TrackCall], *, wait_on_error: bool = True) -> None:
+        prepared: list[Activity] = []
+        try:
+            self._prepare_into(prepared, calls, wait_on_error)
+        finally:
+            self._keep(prepared)
+
+    def _prepare_into(
+        self, prepared: list[Activity], calls: list[TrackCall], wait_on_error: bool
+    ) -> None:
         for index, call in enumerate(calls):
             try:
                 result = self._pipeline.prepare(call)
             except PocketBaseError as exc:
                 # Site rules could not be read: keep the calls, try again later.
                 self._held = calls[index:]
-                self._pause(exc)
+                if wait_on_error:
+                    self._keep(prepared)
+                    prepared.clear()
+                    self._pause(exc)
                 return
             except Exception as exc:
                 logger.exception("skopos: internal error preparing a tracking call")
@@ -178,9 +217,84 @@ class Worker:
                 self._ledger.ack_dropped(result)
                 logger.debug("skopos: dropped a %s call: %s", call.kind, result)
                 continue
-            if not self._activities:
+            prepared.append(result)
+
+    def _keep(self, activities: list[Activity]) -> None:
+        """Journal ``activities`` (with a spool) or hold them in memory."""
+        if not activities:
+            return
+        if self._spool is not None:
+            try:
+                refused = self._spool.journal(activities)
+            except OSError as exc:
+                logger.error("skopos: cannot write to spool_dir (%s); holding calls in memory", exc)
+                self._ledger.note_error(f"spool: {exc}", retried=False)
+            else:
+                if refused.full:
+                    self._ledger.ack_dropped("spool_full", len(refused.full))
+                if not refused.unencodable:
+                    return
+                activities = refused.unencodable  # not durable, but delivered
+        if not self._activities:
+            self._oldest_activity = self._clock()
+        self._activities.extend(activities)
+
+    def _room(self) -> int:
+        return self._read_ahead - len(self._activities)
+
+    def _read_back(self, spool: Spool) -> None:
+        room = self._room()
+        if room > 0 and spool.backlog:
+            activities = spool.read_back(room)
+            if activities and not self._activities:
                 self._oldest_activity = self._clock()
-            self._activities.append(result)
+            self._activities.extend(activities)
+        own, recovered = spool.take_unreadable()
+        if own or recovered:
+            logger.error(
+                "skopos: %d spooled calls could not be read back (corrupted)", own + recovered
+            )
+        if own:
+            self._ledger.ack_dropped("spool_corrupt", own)
+        if recovered:
+            self._ledger.count_recovered("spool_corrupt", recovered)
+
+    def replay_orphans(self) -> None:
+        """Take over what dead processes left in the spool now (``init`` calls this
+        before the thread starts, so a first ``flush()`` waits for them too)."""
+        if self._spool is not None:
+            self._orphans_due = 0.0
+            self._replay_orphans(self._spool)
+
+    def _replay_orphans(self, spool: Spool) -> None:
+        """Take over what dead processes left in the spool (at start, then now and then)."""
+        now = self._clock()
+        if now < self._orphans_due:
+            return
+        self._orphans_due = now + _ORPHAN_SCAN_INTERVAL
+        try:
+            found = spool.claim_orphans(self._writer.committed)
+        except (PocketBaseError, OSError) as exc:
+            logger.debug("skopos: spool replay postponed: %s", exc)
+            self._orphans_due = now + 1.0
+            return
+        if found:
+            self._ledger.expect_recovered(found)
+            logger.info("skopos: replaying %d calls an earlier process left in the spool", found)
+
+    def _drain_to_spool(self) -> None:
+        """While a write waits for PocketBase, move queued calls to the journal."""
+        if self._held or self._draining:
+            return
+        self._draining = True
+        try:
+            self._prepare(self._queue.take(_TAKE_AT_ONCE, 0.0), wait_on_error=False)
+        finally:
+            self._draining = False
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
 
     def _pause(self, error: PocketBaseError) -> None:
         self._ledger.note_error(str(error), retried=True)
@@ -194,6 +308,8 @@ class Worker:
         end = self._clock() + delay
         while not self._deadline_passed() and self._clock() < end:
             self._stop.wait(min(0.1, end - self._clock()))
+            if self._spool is not None:
+                self._drain_to_spool()
 
     def _write_activities(self) -> None:
         try:
@@ -206,14 +322,7 @@ class Worker:
         writes = self._sessionizer.assign(activities)
         for activity in activities:
             if activity.type == "jsError":
-                self._errors.add(
-                    site_record_id=activity.site.record_id,
-                    message=activity.error_message or "",
-                    stack_trace=activity.stack_trace,
-                    url=activity.url,
-                    session_id=activity.session_id,
-                    seen_at=activity.at,
-                )
+                self._errors.add(activity)
         self._writer.write(writes)
 
     def _write_errors(self) -> None:
@@ -230,12 +339,28 @@ class Worker:
             logger.debug("skopos: site rules refresh failed: %s", exc)
 
     def _give_up(self) -> None:
-        """The shutdown deadline passed: count what is left as undelivered."""
+        """The shutdown deadline passed: spool what is left, or count it as undelivered."""
         left = self._held + self._queue.drain()
         self._held = []
-        count = len(left) + len(self._activities) + self._errors.occurrences
+        if self._spool is not None:
+            self._prepare(left, wait_on_error=False)  # to the journal
+            left, self._held = self._held, []
+        count = len(left)
+        for activity in self._activities:
+            count += activity.spool_ref is None
+        for group in self._errors.take():
+            count += group.count - len(group.refs or ())
         self._activities = []
-        self._errors.take()
+        if self._spool is not None:
+            spooled = self._spool.own_outstanding
+            self._close_spool()
+            if spooled:
+                logger.warning(
+                    "skopos: shutdown deadline passed; %d tracking calls kept in spool_dir"
+                    " for the next start",
+                    spooled,
+                )
+                self._ledger.ack_spooled(spooled)
         if count:
             logger.warning("skopos: shutdown deadline passed; %d tracking calls undelivered", count)
             self._ledger.ack_dropped("undelivered_at_shutdown", count)

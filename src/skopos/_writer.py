@@ -4,7 +4,8 @@ Writes go in transactions of at most the server's ``batch.maxRequests``.
 Every transaction also writes a commit marker, read back before any repeat, so
 a batch whose answer was lost is never written twice (creates carry their own
 ids and upserts are idempotent as a second line of defence).
-Transient failures (unreachable, 5xx, 408, 429, a refused token) are retried
+Transient failures (unreachable, 5xx, 408, 429, a refused token, a transaction
+that failed as a whole: interrupted or past ``batch.timeout``) are retried
 with exponential backoff, jitter and a ceiling, honouring ``Retry-After``,
 until they succeed or the deadline given by ``shutdown`` passes. A permanent
 rejection of one record drops that record (and, for a visitor or session, the
@@ -23,16 +24,21 @@ from skopos._exceptions import (
     PocketBaseAuthError,
     PocketBaseBatchDisabled,
     PocketBaseError,
+    PocketBaseNotFound,
     PocketBaseValidationError,
 )
 from skopos._identity import random_record_id
 from skopos._pb_client import BatchRequest, PocketBaseClient
 from skopos._sessions import PendingWrite
+from skopos._spool import Spool, SpoolRef
 from skopos._stats import Ledger
 
 __all__ = ["Backoff", "BatchWriter"]
 
 logger = logging.getLogger("skopos")
+
+# A transaction that failed as a whole this often is sent again in two halves.
+_WHOLE_FAILURES_BEFORE_SPLIT = 4
 
 
 class Backoff:
@@ -78,13 +84,17 @@ class BatchWriter:
         on_dropped_parent: Callable[[str], None],
         stop: threading.Event,
         backoff: Backoff | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._client = client
         self._ledger = ledger
         self._on_dropped_parent = on_dropped_parent
         self._stop = stop
         self._backoff = backoff or Backoff()
+        self._spool = spool
         self.deadline_passed: Callable[[], bool] = lambda: False
+        # Called while waiting to retry, so the worker keeps draining its queue.
+        self.while_waiting: Callable[[], None] = lambda: None
         self._marker_id = random_record_id()
 
     def write(self, writes: Sequence[PendingWrite]) -> None:
@@ -103,11 +113,29 @@ class BatchWriter:
 
     def _write_chunk(self, chunk: list[PendingWrite]) -> None:
         marker = self._commit_marker()
+        if self._spool is not None:
+            # On disk before it is sent: a replay after a crash asks the marker.
+            assert marker.body is not None
+            self._spool.prepared(self._marker_id, marker.body["value"], _refs(chunk))
+            self._spool.sync()
+        failed_whole = 0
         while chunk:
             try:
                 self._client.batch([*(write.request for write in chunk), marker])
             except PocketBaseValidationError as error:
-                chunk = self._without_rejected(chunk, error)
+                if error.request_index is not None:
+                    chunk = self._without_rejected(chunk, error)
+                    continue
+                # "Batch transaction failed." names no request: the transaction was
+                # interrupted (PocketBase stopping) or ran past batch.timeout, and was
+                # rolled back. Retry; if it keeps failing, halve it.
+                failed_whole += 1
+                if failed_whole >= _WHOLE_FAILURES_BEFORE_SPLIT:
+                    self._split(chunk, error)
+                    return
+                if not self._wait_to_retry(error, transient=True):
+                    self._drop(chunk, "undelivered_at_shutdown")
+                    return
                 continue
             except PocketBaseError as error:
                 if self._committed(marker):
@@ -119,6 +147,16 @@ class BatchWriter:
             break
         self._backoff.reset()
         self._acknowledge(chunk)
+
+    def _split(self, chunk: list[PendingWrite], error: PocketBaseValidationError) -> None:
+        if len(chunk) == 1:
+            logger.warning("skopos: PocketBase keeps failing a one-record batch: %s", error)
+            self._ledger.note_error(str(error), retried=False)
+            self._drop(chunk, "rejected_by_pocketbase")
+            return
+        half = len(chunk) // 2  # in order: parents still go before their dependants
+        self._write_chunk(chunk[:half])
+        self._write_chunk(chunk[half:])
 
     def _commit_marker(self) -> BatchRequest:
         """A write that proves later whether its transaction committed: this
@@ -136,17 +174,26 @@ class BatchWriter:
     def _committed(self, marker: BatchRequest) -> bool:
         assert marker.body is not None
         try:
-            record = self._client.get_record("skopos_config", self._marker_id)
+            return self.committed(self._marker_id, marker.body["value"])
         except PocketBaseError:
             return False
-        return bool(record.get("value") == marker.body["value"])
+
+    def committed(self, marker_id: str, token: str) -> bool:
+        """Whether the transaction that gave marker ``marker_id`` the value ``token``
+        committed (any writer's, this process's or a dead one's). Raises
+        ``PocketBaseError`` when PocketBase cannot say."""
+        try:
+            record = self._client.get_record("skopos_config", marker_id)
+        except PocketBaseNotFound:
+            return False
+        return bool(record.get("value") == token)
 
     def _retryable(self, error: PocketBaseError) -> bool:
         return error.retryable or isinstance(error, (PocketBaseAuthError, PocketBaseBatchDisabled))
 
-    def _wait_to_retry(self, error: PocketBaseError) -> bool:
+    def _wait_to_retry(self, error: PocketBaseError, *, transient: bool = False) -> bool:
         """Log, back off; False when retrying must stop (deadline or permanent error)."""
-        if not self._retryable(error):
+        if not transient and not self._retryable(error):
             logger.error("skopos: PocketBase refused a batch permanently: %s", error)
             self._ledger.note_error(str(error), retried=False)
             return False
@@ -159,6 +206,7 @@ class BatchWriter:
             step = min(delay, 0.1)
             self._stop.wait(step)
             delay -= step
+            self.while_waiting()
         return not self.deadline_passed()
 
     def _without_rejected(
@@ -175,8 +223,7 @@ class BatchWriter:
             if bad.if_exists is None:  # an earlier attempt or another process wrote it
                 self._acknowledge([bad])
                 return chunk[:index] + chunk[index + 1 :]
-            instead = PendingWrite(bad.if_exists, bad.collection, bad.key, bad.acks, bad.parent)
-            return [*chunk[:index], instead, *chunk[index + 1 :]]
+            return [*chunk[:index], bad.replaced_by(bad.if_exists), *chunk[index + 1 :]]
         logger.warning("skopos: PocketBase rejected a record, dropping it: %s", error)
         self._ledger.note_error(str(error), retried=False)
         if bad.parent and bad.key:
@@ -190,17 +237,33 @@ class BatchWriter:
 
     def _acknowledge(self, writes: Sequence[PendingWrite]) -> None:
         records: Counter[str] = Counter()
-        acks = 0
+        acks = recovered = 0
         for write in writes:
             acks += write.acks
+            recovered += write.recovered
             if write.request.method != "PATCH":  # a count+ update is not a new record
                 records[write.collection] += 1
         for collection, count in records.items():
             self._ledger.count_records(collection, count)
+        if self._spool is not None:
+            self._spool.acknowledge(_refs(writes))
         if acks:
             self._ledger.ack_written(acks)
+        if recovered:
+            self._ledger.count_recovered("written", recovered)
 
     def _drop(self, writes: Sequence[PendingWrite], reason: str) -> None:
+        if self._spool is not None:
+            if reason == "undelivered_at_shutdown":
+                return  # journaled: the worker counts them as spooled for the next process
+            self._spool.acknowledge(_refs(writes))
         acks = sum(write.acks for write in writes)
         if acks:
             self._ledger.ack_dropped(reason, acks)
+        recovered = sum(write.recovered for write in writes)
+        if recovered:
+            self._ledger.count_recovered(reason, recovered)
+
+
+def _refs(writes: Sequence[PendingWrite]) -> list[SpoolRef]:
+    return [ref for write in writes if write.refs for ref in write.refs]
