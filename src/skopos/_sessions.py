@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PendingWrite", "SessionState", "Sessionizer"]
 
-_LOOKUP_CHUNK = 50  # ids per OR-filter, keeps URLs short
+_LOOKUP_CHUNK = 100  # ids per OR-filter: PocketBase refuses filters over ~3,500 characters
 
 
 @dataclass(slots=True)
