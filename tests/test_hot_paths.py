@@ -9,6 +9,7 @@ import random
 import re
 import threading
 import time
+from collections import Counter
 from ipaddress import IPv4Address
 from types import SimpleNamespace
 from typing import Any
@@ -293,10 +294,14 @@ def test_visitor_id_is_the_hmac_hexdigest() -> None:
     assert hasher.visitor_id("site", "203.0.113.9", "Mozilla \ud800") == expected
 
 
-def test_random_ids_are_distinct() -> None:
+def test_random_ids_are_distinct_and_use_every_character() -> None:
     ids = {random_record_id() for _ in range(20_000)}
     assert len(ids) == 20_000
-    assert all(len(i) == 15 and i.isalnum() and i == i.lower() for i in ids)
+    assert all(len(i) == 15 and i.isalnum() and i.isascii() and i == i.lower() for i in ids)
+    counts = Counter("".join(ids))
+    assert set(counts) == set("abcdefghijklmnopqrstuvwxyz0123456789")
+    expected = 20_000 * 15 / 36
+    assert all(0.8 * expected < count < 1.25 * expected for count in counts.values())
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -324,5 +329,5 @@ def test_a_fork_that_bypassed_the_hook_reseeds_on_the_pid() -> None:
     replay = random.Random()
     replay.setstate(state)
     generator._pid = -2  # as if this process were a fork the hook never saw
-    assert generator.bits(128) != replay.getrandbits(128)
+    assert generator.record_id() != replay.randbytes(15).translate(_identity._BYTE_TO_CHAR).decode()
     assert generator._pid == os.getpid()
