@@ -107,8 +107,7 @@ class VisitorHasher:
         message = f"{site_record_id}\x1f{client_ip}\x1f{user_agent}".encode(
             "utf-8", "surrogatepass"
         )
-        # The one-shot form: the same HMAC as hmac.new(...).hexdigest(), without the object.
-        return hmac.digest(self._salt, message, "sha256").hex()[:32]
+        return hmac.new(self._salt, message, hashlib.sha256).hexdigest()[:32]
 
 
 def load_or_create_salt(client: PocketBaseClient) -> bytes:

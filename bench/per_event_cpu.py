@@ -1,0 +1,183 @@
+"""Per-event CPU of the hot paths: the working tree against another revision, in the same run.
+
+Microbenchmarks (``timeit``, best of ``--repeat``) of what runs once per tracking call: on the
+request thread (ASGI and WSGI snapshots, ``WorkQueue.put``) and in the worker (payload
+validation, host checks, client IP, ids, and ``Pipeline.prepare`` as a whole over 1,000
+returning visitors, with and without an IP blacklist). ``git archive REV src`` is unpacked into
+a temporary directory, and one child process per source tree runs every item; the two trees
+alternate for ``--rounds`` rounds and the best of each is kept, so both see the same noise of a
+shared machine. No server is needed: the site rules come from a stub registry.
+
+    .venv/bin/python bench/per_event_cpu.py --against 40d116d   # ~20 s
+    .venv/bin/python bench/per_event_cpu.py --against /some/other/src
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    DOMAIN,
+    PATHS,
+    as_beacon,
+    client_ip,
+    environ,
+    machine_line,
+    page_payload,
+    user_agent,
+)
+from _common import scope as asgi_scope
+
+ROOT = Path(__file__).resolve().parent.parent
+VISITORS = 1000
+
+
+def measure(repeat: int) -> dict[str, float]:
+    """Microseconds per call of every item, with whichever ``skopos`` is on sys.path."""
+    from skopos._activity import TrackCall
+    from skopos._client_ip import TrustedProxies, resolve_client_ip
+    from skopos._identity import VisitorHasher, derive_record_id, random_record_id
+    from skopos._payload import host_matches_domain, is_localhost, validate_payload
+    from skopos._pipeline import Pipeline
+    from skopos._queue import WorkQueue
+    from skopos._site_rules import SiteRules
+    from skopos._snapshot import snapshot_from_environ, snapshot_from_scope, take_snapshot
+
+    def best(function: Callable[[], object], number: int = 2000) -> float:
+        return min(timeit.repeat(function, number=number, repeat=repeat)) / number * 1e6
+
+    class Sites:
+        def __init__(self, rules: SiteRules) -> None:
+            self.rules = rules
+
+        def get(self, tracking_id: str) -> SiteRules:
+            return self.rules
+
+    def cycle(pipeline: Pipeline, calls: list[TrackCall]) -> Callable[[], object]:
+        state = [0]
+
+        def run() -> object:
+            index = state[0]
+            state[0] = (index + 1) % len(calls)
+            return pipeline.prepare(calls[index])
+
+        return run
+
+    record = {"id": "benchsite000001", "trackingId": "bench", "domain": DOMAIN}
+    site = SiteRules.from_record(record)
+    listed = SiteRules.from_record({**record, "ipBlacklist": ["10.0.0.0/8", "203.0.113.7"]})
+    calls = [
+        TrackCall(
+            "api",
+            "bench",
+            snapshot_from_scope(asgi_scope(client_ip(i), user_agent(i))),
+            as_beacon(page_payload(PATHS[i % len(PATHS)])),
+        )
+        for i in range(VISITORS)
+    ]
+    hasher = VisitorHasher(b"bench-salt" * 4)
+    plain, blacklisted = Pipeline(Sites(site), hasher), Pipeline(Sites(listed), hasher)
+    for pipeline in (plain, blacklisted):
+        pipeline.warm_up()
+        for call in calls:  # returning visitors: user-agent and bot caches warm
+            pipeline.prepare(call)
+
+    scope = asgi_scope(client_ip(7), user_agent(7))
+    wsgi = environ(client_ip(7), user_agent(7))
+    queue: WorkQueue[int] = WorkQueue(10**9)
+    body = as_beacon(page_payload("/pricing"))
+    peer, trusted = client_ip(7), TrustedProxies()
+    agent = user_agent(7)
+    return {
+        "request: snapshot_from_scope (16 headers)": best(lambda: snapshot_from_scope(scope)),
+        "request: snapshot_from_environ": best(lambda: snapshot_from_environ(wsgi)),
+        "request: take_snapshot (ASGI scope)": best(lambda: take_snapshot(scope)),
+        "request: WorkQueue.put": best(lambda: queue.put(1), number=20000),
+        "worker: validate_payload (beacon bytes)": best(lambda: validate_payload(body)),
+        "worker: is_localhost": best(lambda: is_localhost(DOMAIN)),
+        "worker: host_matches_domain": best(lambda: host_matches_domain(DOMAIN, DOMAIN)),
+        "worker: host_matches_domain (subdomain)": best(
+            lambda: host_matches_domain("www." + DOMAIN, DOMAIN)
+        ),
+        "worker: resolve_client_ip (no proxies)": best(
+            lambda: resolve_client_ip(peer, {}, trusted)
+        ),
+        "worker: random_record_id": best(random_record_id),
+        "worker: derive_record_id": best(lambda: derive_record_id("visitor", "s" * 15, "v" * 32)),
+        "worker: VisitorHasher.visitor_id": best(lambda: hasher.visitor_id("s" * 15, peer, agent)),
+        "worker: Pipeline.prepare (1,000 visitors)": best(cycle(plain, calls)),
+        "worker: Pipeline.prepare (with a blacklist)": best(cycle(blacklisted, calls)),
+    }
+
+
+def unpack(revision: str, into: Path) -> Path:
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "src"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def run_child(source: Path, repeat: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(source), "PYTHONDONTWRITEBYTECODE": "1"}
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", "--repeat", str(repeat)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, float] = json.loads(output.splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--against", default="HEAD", help="git revision (or a src/ directory) to compare with"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=9, help="timeit repeats per round")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.repeat)))
+        return
+
+    print(f"per_event_cpu: {machine_line()}")
+    print(f"working tree vs {args.against}; {args.rounds} rounds, best of {args.repeat} each")
+    with tempfile.TemporaryDirectory() as scratch:
+        against = Path(args.against)
+        if not against.is_dir():
+            against = unpack(args.against, Path(scratch))
+        trees = {"against": against, "tree": ROOT / "src"}
+        best: dict[str, dict[str, float]] = {"against": {}, "tree": {}}
+        for _ in range(args.rounds):
+            for name, source in trees.items():
+                for item, micros in run_child(source, args.repeat).items():
+                    best[name][item] = min(micros, best[name].get(item, micros))
+    width = max(len(item) for item in best["tree"])
+    print(f"{'item':{width}}  {'against':>10}  {'tree':>8}  ratio   (µs per call)")
+    for item, micros in best["tree"].items():
+        before = best["against"].get(item)
+        if before is None:
+            print(f"{item:{width}}  {'-':>10}  {micros:8.2f}")
+        else:
+            print(f"{item:{width}}  {before:10.2f}  {micros:8.2f}  {micros / before:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
