@@ -154,8 +154,8 @@ def test_sigkill_after_a_lost_answer_neither_loses_nor_double_counts(
             if not release.is_set():
                 return "error"
             batches += 1
-            return "pass" if batches == 1 else ("drop" if batches == 2 else "stall")
-        if release.is_set() and batches >= 2 and "skopos_config" in path:
+            return "drop" if batches == 1 else "stall"
+        if release.is_set() and batches >= 1 and "skopos_config" in path:
             return "stall"  # the commit check after the lost answer never returns
         return "pass"
 

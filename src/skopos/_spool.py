@@ -20,7 +20,8 @@ Replaying an orphan skips acknowledged seqs and asks PocketBase about the last
 transaction of each writer still in doubt: if its marker holds the token, it
 committed. Record ids stored with each activity make the rest idempotent.
 
-Only the worker thread uses a ``Spool``; nothing here is thread-safe.
+The worker thread journals and reads back, the writer thread records
+transactions and acknowledgements: one lock serialises them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -260,6 +262,7 @@ class Spool:
         self._current: Segment | None = None
         self._dirty: set[Segment] = set()
         self._sites = _SiteCache()
+        self._lock = threading.RLock()
         self.corrupt_lines = 0
         self.unreadable_own = 0
         self.unreadable_recovered = 0
@@ -271,71 +274,78 @@ class Spool:
 
         Raises ``OSError`` when the disk refuses the write (nothing was journaled).
         """
-        segment = self._writable()
-        room = self.max_bytes - self.total_bytes
-        lines: list[bytes] = []
-        refused = Unjournaled([], [])
-        seq = segment.next_seq
-        size = 0
-        for activity in activities:
-            try:
-                line = encode_line(encode_activity(seq, activity))
-            except (TypeError, ValueError):  # not JSON: the writer will tell PocketBase's view
-                refused.unencodable.append(activity)
-                continue
-            if size + len(line) > room:
-                refused.full.append(activity)
-                continue
-            activity.spool_ref = (segment, seq)
-            lines.append(line)
-            size += len(line)
-            seq += 1
-        if lines:
-            self._append(segment, b"".join(lines))
-            count = seq - segment.next_seq
-            segment.next_seq = seq
-            segment.outstanding += count
-            segment.unread += count
-        return refused
+        with self._lock:
+            segment = self._writable()
+            room = self.max_bytes - self.total_bytes
+            lines: list[bytes] = []
+            refused = Unjournaled([], [])
+            seq = segment.next_seq
+            size = 0
+            for activity in activities:
+                try:
+                    line = encode_line(encode_activity(seq, activity))
+                except (TypeError, ValueError):  # not JSON: the writer will tell PocketBase's view
+                    refused.unencodable.append(activity)
+                    continue
+                if size + len(line) > room:
+                    refused.full.append(activity)
+                    continue
+                activity.spool_ref = (segment, seq)
+                lines.append(line)
+                size += len(line)
+                seq += 1
+            if lines:
+                self._append(segment, b"".join(lines))
+                count = seq - segment.next_seq
+                segment.next_seq = seq
+                segment.outstanding += count
+                segment.unread += count
+            return refused
 
     def prepared(self, marker_id: str, token: str, refs: Iterable[SpoolRef]) -> None:
         """Record that ``refs`` are about to be sent in the transaction of ``token``."""
-        for segment, seqs in _by_segment(refs).items():
-            if segment in self._segments:
-                record = {"p": to_ranges(seqs), "m": marker_id, "t": token}
-                self._append(segment, encode_line(record))
+        with self._lock:
+            for segment, seqs in _by_segment(refs).items():
+                if segment in self._segments:
+                    record = {"p": to_ranges(seqs), "m": marker_id, "t": token}
+                    self._append(segment, encode_line(record))
 
     def acknowledge(self, refs: Iterable[SpoolRef]) -> None:
         """``refs`` are written or dropped for good: never replay them."""
-        for segment, seqs in _by_segment(refs).items():
-            if segment not in self._segments:
-                continue  # closed already (after a shutdown deadline): replayed later
-            self._append(segment, encode_line({"k": to_ranges(seqs)}))
-            segment.outstanding -= len(seqs)
-            if segment.finished:
-                self._remove(segment)
+        with self._lock:
+            for segment, seqs in _by_segment(refs).items():
+                if segment not in self._segments:
+                    continue  # closed already (after a shutdown deadline): replayed later
+                self._append(segment, encode_line({"k": to_ranges(seqs)}))
+                segment.outstanding -= len(seqs)
+                if segment.finished:
+                    self._remove(segment)
 
     def sync(self) -> None:
         """fsync what was appended since the last call (before a transaction is sent)."""
-        for segment in self._dirty:
-            if segment in self._segments:
-                os.fsync(segment.fd)
-        self._dirty.clear()
+        with self._lock:
+            for segment in self._dirty:
+                if segment in self._segments:
+                    os.fsync(segment.fd)
+            self._dirty.clear()
 
     @property
     def total_bytes(self) -> int:
         """Bytes in the segments this process holds."""
-        return sum(segment.size for segment in self._segments)
+        with self._lock:
+            return sum(segment.size for segment in self._segments)
 
     @property
     def backlog(self) -> int:
         """Activities journaled or found in orphans and not read back yet."""
-        return sum(segment.unread for segment in self._segments)
+        with self._lock:
+            return sum(segment.unread for segment in self._segments)
 
     @property
     def own_outstanding(self) -> int:
         """This process's activities journaled and not acknowledged."""
-        return sum(segment.outstanding for segment in self._segments if segment.own)
+        with self._lock:
+            return sum(segment.outstanding for segment in self._segments if segment.own)
 
     def _writable(self) -> Segment:
         current = self._current
@@ -381,15 +391,16 @@ class Spool:
 
     def read_back(self, limit: int) -> list[Activity]:
         """Up to ``limit`` journaled activities not yet handed out, oldest first."""
-        out: list[Activity] = []
-        for segment in list(self._segments):
-            if len(out) >= limit:
-                break
-            if segment.unread > 0:
-                self._read(segment, limit - len(out), out)
-            if segment.finished:
-                self._remove(segment)
-        return out
+        with self._lock:
+            out: list[Activity] = []
+            for segment in list(self._segments):
+                if len(out) >= limit:
+                    break
+                if segment.unread > 0:
+                    self._read(segment, limit - len(out), out)
+                if segment.finished:
+                    self._remove(segment)
+            return out
 
     def _read(self, segment: Segment, limit: int, out: list[Activity]) -> None:
         found = 0
@@ -438,9 +449,10 @@ class Spool:
 
     def take_unreadable(self) -> tuple[int, int]:
         """Activities lost to corruption since the last call: this process's, recovered."""
-        counts = self.unreadable_own, self.unreadable_recovered
-        self.unreadable_own = self.unreadable_recovered = 0
-        return counts
+        with self._lock:
+            counts = self.unreadable_own, self.unreadable_recovered
+            self.unreadable_own = self.unreadable_recovered = 0
+            return counts
 
     # -- replaying orphans ------------------------------------------------------------
 
@@ -450,20 +462,23 @@ class Spool:
         ``committed(marker, token)`` may raise (PocketBase unreachable): the
         segment is released and tried again on a later call.
         """
-        if not self.directory.is_dir():
-            return 0
-        self._remove_stale_temporaries()
-        held = {segment.path for segment in self._segments}
-        paths = sorted((p for p in self.directory.glob(f"*{SUFFIX}") if p not in held), key=_mtime)
-        claimed: list[Segment] = []
-        try:
-            for path in paths:
-                segment = self._claim(path, committed)
-                if segment is not None:
-                    claimed.append(segment)
-        finally:
-            self._segments[:0] = claimed  # older than anything of ours: replay them first
-        return sum(segment.unread for segment in claimed)
+        with self._lock:
+            if not self.directory.is_dir():
+                return 0
+            self._remove_stale_temporaries()
+            held = {segment.path for segment in self._segments}
+            paths = sorted(
+                (p for p in self.directory.glob(f"*{SUFFIX}") if p not in held), key=_mtime
+            )
+            claimed: list[Segment] = []
+            try:
+                for path in paths:
+                    segment = self._claim(path, committed)
+                    if segment is not None:
+                        claimed.append(segment)
+            finally:
+                self._segments[:0] = claimed  # older than anything of ours: replay them first
+            return sum(segment.unread for segment in claimed)
 
     def _claim(self, path: Path, committed: CommitCheck) -> Segment | None:
         try:
@@ -543,16 +558,17 @@ class Spool:
 
     def close(self) -> None:
         """Release every segment; finished ones are deleted, the rest wait for a replay."""
-        for segment in list(self._segments):
-            segment.sealed = True
-            if segment.finished:
-                self._remove(segment)
-            else:
-                os.fsync(segment.fd)
-                os.close(segment.fd)
-        self._segments.clear()
-        self._current = None
-        self._dirty.clear()
+        with self._lock:
+            for segment in list(self._segments):
+                segment.sealed = True
+                if segment.finished:
+                    self._remove(segment)
+                else:
+                    os.fsync(segment.fd)
+                    os.close(segment.fd)
+            self._segments.clear()
+            self._current = None
+            self._dirty.clear()
 
     def abandon(self) -> None:
         """In a forked child: drop the parent's descriptors without touching its locks."""

@@ -1,7 +1,8 @@
-"""The background worker: queue → pipeline → sessionizer → writer, on one thread.
+"""The background worker: queue → pipeline → sessionizer → writer thread.
 
-It decides *when* to write: at once (``batch=False``: whatever arrived since
-the last write, so load batches naturally), or when ``max_batch_size``
+It decides *when* to write: as soon as the writer thread is ready for the next
+batch (``batch=False``: whatever arrived meanwhile, so load batches naturally),
+or when ``max_batch_size``
 activities are held or the oldest is ``batch_interval`` old (``batch=True``).
 JS error groups are written every ``js_error_batch_interval``. A flush request
 writes everything now. While PocketBase cannot be reached, calls wait (the
@@ -34,6 +35,7 @@ from skopos._site_rules import SiteRegistry
 from skopos._spool import Spool
 from skopos._stats import Ledger
 from skopos._writer import Backoff, BatchWriter
+from skopos._writer_thread import WriterThread
 
 __all__ = ["Worker"]
 
@@ -78,8 +80,9 @@ class Worker:
             client, ledger, on_dropped_parent=sessionizer.forget, stop=self._stop, spool=spool
         )
         self._writer.deadline_passed = self._deadline_passed
-        if spool is not None:
-            self._writer.while_waiting = self._drain_to_spool
+        self._writes = WriterThread(
+            self._writer, on_done=queue.wake, on_error=self._note_internal_error
+        )
         self._backoff = Backoff()
         self._held: list[TrackCall] = []
         self._activities: list[Activity] = []
@@ -97,9 +100,10 @@ class Worker:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """Start (or restart) the thread."""
+        """Start (or restart) the threads."""
         if self.alive or self._stop.is_set():
             return
+        self._writes.start()
         self._thread = threading.Thread(target=self._run, name="skopos-worker", daemon=True)
         self._thread.start()
 
@@ -125,35 +129,60 @@ class Worker:
         while True:
             try:
                 if self._step():
+                    self._writes.stop(1.0)
                     self._close_spool()
                     return
             except Exception as exc:  # never let the thread die for good
                 logger.exception("skopos: internal error in the worker")
-                self._ledger.note_error(f"internal error: {exc!r}", retried=False)
-                if self._options.strict:
-                    self.internal_error = exc
+                self._note_internal_error(exc)
                 self._stop.wait(0.1)
+
+    def _note_internal_error(self, exc: Exception) -> None:
+        self._ledger.note_error(f"internal error: {exc!r}", retried=False)
+        if self._options.strict:
+            self.internal_error = exc
 
     def _step(self) -> bool:
         """One round; True when the worker is done for good."""
         stopping = self._stop.is_set()
         flushing = stopping or self._flush.is_set()
         spool = self._spool
+        writes = self._writes
+        ready = writes.ready
+        due = self._activities and (
+            flushing
+            or not self._options.batch
+            or len(self._activities) >= self._options.max_batch_size
+            or self._clock() - self._oldest_activity >= self._options.batch_interval
+        )
         reading = spool is not None and spool.backlog > 0 and self._room() > 0
-        wait = 0.0 if flushing or self._held or reading else self._seconds_until_due()
-        calls = self._held + self._queue.take(_TAKE_AT_ONCE, wait)
+        if spool is None and self._room() <= 0:
+            # Memory is full: wait for the writer (the queue holds new calls meanwhile).
+            writes.wait_ready(_IDLE_WAKEUP)
+            calls = self._held
+        else:
+            busy = flushing or self._held or reading or (due and ready)
+            wait = 0.0 if busy else self._seconds_until_due()
+            limit = _TAKE_AT_ONCE if spool is not None else min(_TAKE_AT_ONCE, self._room())
+            calls = self._held + self._queue.take(limit, wait)
         self._held = []
         self._prepare(calls)
         if spool is not None:
             self._replay_orphans(spool)
             self._read_back(spool)
+        if not writes.ready:
+            ready = False
 
         now = self._clock()
-        if self._activities and (
-            flushing
-            or not self._options.batch
-            or len(self._activities) >= self._options.max_batch_size
-            or now - self._oldest_activity >= self._options.batch_interval
+        if (
+            ready
+            and self._activities
+            and (
+                flushing
+                or not self._options.batch
+                or len(self._activities) >= self._options.max_batch_size
+                or now - self._oldest_activity >= self._options.batch_interval
+            )
         ):
             self._write_activities()
         if self._errors.occurrences and (flushing or now >= self._errors_due or self._errors.full):
@@ -168,6 +197,7 @@ class Worker:
             or self._errors.occurrences
             or (spool is not None and spool.backlog)
         )
+        idle = idle and writes.idle
         if idle and stopping:
             return True
         if idle and flushing:
@@ -323,14 +353,14 @@ class Worker:
         for activity in activities:
             if activity.type == "jsError":
                 self._errors.add(activity)
-        self._writer.write(writes)
+        self._writes.submit(writes)
 
     def _write_errors(self) -> None:
         self._errors_due = self._clock() + self._options.js_error_batch_interval
         writes: list[PendingWrite] = []
         for group in self._errors.take():
             writes.extend(group.writes())
-        self._writer.write(writes)
+        self._writes.submit(writes)
 
     def _refresh_sites(self) -> None:
         try:
@@ -340,6 +370,10 @@ class Worker:
 
     def _give_up(self) -> None:
         """The shutdown deadline passed: spool what is left, or count it as undelivered."""
+        # The batch in flight settles on its own (its retries see the deadline); what
+        # waits behind it was never sent.
+        self._writer.drop_undelivered(self._writes.take_waiting())
+        self._writes.stop(1.0)
         left = self._held + self._queue.drain()
         self._held = []
         if self._spool is not None:

@@ -93,8 +93,6 @@ class BatchWriter:
         self._backoff = backoff or Backoff()
         self._spool = spool
         self.deadline_passed: Callable[[], bool] = lambda: False
-        # Called while waiting to retry, so the worker keeps draining its queue.
-        self.while_waiting: Callable[[], None] = lambda: None
         self._marker_id = random_record_id()
 
     def write(self, writes: Sequence[PendingWrite]) -> None:
@@ -104,6 +102,10 @@ class BatchWriter:
         size = self._chunk_size()
         for start in range(0, len(writes), size):
             self._write_chunk(list(writes[start : start + size]))
+
+    def drop_undelivered(self, writes: Sequence[PendingWrite]) -> None:
+        """``writes`` will not be sent before the shutdown deadline."""
+        self._drop(writes, "undelivered_at_shutdown")
 
     def _chunk_size(self) -> int:
         try:
@@ -206,7 +208,6 @@ class BatchWriter:
             step = min(delay, 0.1)
             self._stop.wait(step)
             delay -= step
-            self.while_waiting()
         return not self.deadline_passed()
 
     def _without_rejected(
