@@ -29,6 +29,7 @@ class WorkQueue(Generic[T]):
         self._lock = threading.Lock()
         self._condition = threading.Condition(self._lock)
         self._worker_waiting = False
+        self._wake_at = 1
         self._wakeup = False
         self.accepted = 0
         self.rejected = 0
@@ -43,18 +44,20 @@ class WorkQueue(Generic[T]):
                 return False
             self._items.append(item)
             self.accepted += 1
-            if self._worker_waiting:
+            if self._worker_waiting and len(self._items) >= self._wake_at:
                 self._condition.notify()
             return True
 
-    def take(self, max_items: int, timeout: float) -> list[T]:
-        """Up to ``max_items`` items, waiting at most ``timeout`` s for the first.
+    def take(self, max_items: int, timeout: float, *, wake_at: int = 1) -> list[T]:
+        """Up to ``max_items`` items, waiting at most ``timeout`` s until ``wake_at``
+        are queued (a worker that lingers to fill a batch is not woken by every put).
 
         Returns early, possibly empty, after ``wake()``.
         """
         with self._condition:
-            if not self._items and not self._wakeup and timeout > 0:
+            if len(self._items) < wake_at and not self._wakeup and timeout > 0:
                 self._worker_waiting = True
+                self._wake_at = max(1, wake_at)
                 try:
                     self._condition.wait(timeout)
                 finally:

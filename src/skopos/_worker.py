@@ -42,6 +42,9 @@ __all__ = ["Worker"]
 logger = logging.getLogger("skopos")
 
 _TAKE_AT_ONCE = 1000
+# batch=False: a write waits this long for company (or for max_batch_size calls), so a busy
+# host hands the worker batches instead of one call at a time, each a GIL hand-off.
+_LINGER = 0.05
 _IDLE_WAKEUP = 1.0  # seconds; the longest the loop sleeps without a reason
 _ORPHAN_SCAN_INTERVAL = 30.0  # seconds between looks for segments of dead processes
 
@@ -148,42 +151,29 @@ class Worker:
         flushing = stopping or self._flush.is_set()
         spool = self._spool
         writes = self._writes
-        ready = writes.ready
-        due = self._activities and (
-            flushing
-            or not self._options.batch
-            or len(self._activities) >= self._options.max_batch_size
-            or self._clock() - self._oldest_activity >= self._options.batch_interval
-        )
         reading = spool is not None and spool.backlog > 0 and self._room() > 0
         if spool is None and self._room() <= 0:
             # Memory is full: wait for the writer (the queue holds new calls meanwhile).
             writes.wait_ready(_IDLE_WAKEUP)
             calls = self._held
         else:
-            busy = flushing or self._held or reading or (due and ready)
-            wait = 0.0 if busy else self._seconds_until_due()
+            # A due write waits for the writer thread, which wakes the queue when done.
+            writable = writes.ready and (self._write_due() or (flushing and self._activities))
+            busy = self._held or reading or writable
+            wait = 0.0 if busy else self._seconds_until_due(writes.ready)
             limit = _TAKE_AT_ONCE if spool is not None else min(_TAKE_AT_ONCE, self._room())
-            calls = self._held + self._queue.take(limit, wait)
+            # Woken by the first call (it starts the clock), then only by a full batch.
+            pending = len(self._activities)
+            wake_at = self._options.max_batch_size - pending if pending and not flushing else 1
+            calls = self._held + self._queue.take(limit, wait, wake_at=wake_at)
         self._held = []
         self._prepare(calls)
         if spool is not None:
             self._replay_orphans(spool)
             self._read_back(spool)
-        if not writes.ready:
-            ready = False
 
         now = self._clock()
-        if (
-            ready
-            and self._activities
-            and (
-                flushing
-                or not self._options.batch
-                or len(self._activities) >= self._options.max_batch_size
-                or now - self._oldest_activity >= self._options.batch_interval
-            )
-        ):
+        if writes.ready and ((flushing and self._activities) or self._write_due()):
             self._write_activities()
         if self._errors.occurrences and (flushing or now >= self._errors_due or self._errors.full):
             self._write_errors()
@@ -207,11 +197,22 @@ class Worker:
             return True
         return False
 
-    def _seconds_until_due(self) -> float:
+    def _write_due(self) -> bool:
+        """Enough activities, or the oldest old enough, to write them now."""
+        if not self._activities:
+            return False
+        if len(self._activities) >= self._options.max_batch_size:
+            return True
+        return self._clock() - self._oldest_activity >= self._hold_for()
+
+    def _hold_for(self) -> float:
+        return self._options.batch_interval if self._options.batch else _LINGER
+
+    def _seconds_until_due(self, writer_ready: bool) -> float:
         now = self._clock()
         due = now + _IDLE_WAKEUP
-        if self._activities:
-            due = min(due, self._oldest_activity + self._options.batch_interval)
+        if self._activities and writer_ready:
+            due = min(due, self._oldest_activity + self._hold_for())
         if self._errors.occurrences:
             due = min(due, self._errors_due)
         return max(0.0, due - now)
