@@ -252,6 +252,11 @@ def main() -> int:
     parser.add_argument("--pocketbase", choices=("noop", "real"), default="noop")
     parser.add_argument("--profile", action="store_true", help="py-spy the server, tracked")
     parser.add_argument("--batch", action="store_true", help="SKOPOS_BATCH=true (default off)")
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="SKOPOS_WORKER_PROCESS=true: the SDK's worker in a child process",
+    )
     args = parser.parse_args()
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
     print(f"host_overhead: {machine_line()}")
@@ -272,9 +277,11 @@ def main() -> int:
             "SKOPOS_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "SKOPOS_REALTIME": "false",
             "SKOPOS_BATCH": "true" if args.batch else "false",
+            "SKOPOS_WORKER_PROCESS": "true" if args.worker_process else "false",
         }
         print(
             f"PocketBase: {args.pocketbase}; SDK batch={args.batch};"
+            f" worker_process={args.worker_process};"
             f" wrk -t1 -c{args.connections} -d{args.seconds:g}s"
         )
         results = [measure(kind, env, pb.pid, args) for kind in kinds]

@@ -44,6 +44,7 @@ class SkoposOptions:
     trusted_proxies: tuple[str, ...] = ()
     spool_dir: str | None = None
     spool_max_bytes: int = 256 << 20
+    worker_process: bool = False
     strict: bool = False
 
 

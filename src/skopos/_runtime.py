@@ -84,6 +84,21 @@ class Runtime:
             spool=self.spool,
         )
 
+    @property
+    def spoof_attempts(self) -> int:
+        """Forged forwarding headers seen."""
+        return self.pipeline.spoof_attempts
+
+    @property
+    def realtime_connected(self) -> bool:
+        """Whether site rules follow PocketBase live."""
+        return self.sites.realtime_connected
+
+    @property
+    def queue_depth(self) -> int:
+        """Calls waiting for the worker."""
+        return len(self.queue)
+
     def start(self) -> None:
         """Start (or restart) the background threads; idempotent."""
         self.sites.start()

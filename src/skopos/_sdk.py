@@ -33,6 +33,7 @@ from skopos._config import SkoposOptions, resolve_options
 from skopos._exceptions import ConfigurationError, PocketBaseNotFound
 from skopos._identity import load_or_create_salt
 from skopos._pb_client import PocketBaseClient
+from skopos._process_runtime import ProcessRuntime
 from skopos._runtime import Runtime, new_client
 from skopos._snapshot import take_snapshot
 from skopos._spool import check_spool_dir
@@ -81,15 +82,21 @@ class SkoposSDK:
                 f"PocketBase at {options.pocketbase_url} lacks the Skopos schema;"
                 " run `skopos setup` first"
             ) from exc
-        self._runtime = Runtime(options, client, salt)
-        if self._runtime.sites.get(options.site_id) is None:
+        runtime = Runtime(options, client, salt)
+        if runtime.sites.get(options.site_id) is None:
             raise ConfigurationError(
                 f"no website with tracking id {options.site_id!r} in PocketBase at"
                 f" {options.pocketbase_url} (create one in the dashboard or with"
                 " `skopos setup --domain ...`)"
             )
-        self._runtime.pipeline.warm_up()  # ~0.3 s once, here rather than on the first request
-        self._runtime.worker.replay_orphans()  # what a killed process left in spool_dir
+        self._runtime: Runtime | ProcessRuntime
+        if options.worker_process:
+            client.close()  # checked; the worker process opens its own
+            self._runtime = ProcessRuntime(options)
+        else:
+            runtime.pipeline.warm_up()  # ~0.3 s once, here rather than on the first request
+            runtime.worker.replay_orphans()  # what a killed process left in spool_dir
+            self._runtime = runtime
         self._closed = False
         self._close_lock = threading.Lock()
         self._queue_full_logged = 0.0
@@ -98,14 +105,14 @@ class SkoposSDK:
         _LIVE.add(self)
         atexit.register(self._at_exit)
 
-    def _current(self) -> Runtime:
+    def _current(self) -> Runtime | ProcessRuntime:
         """This process's runtime, rebuilt first if we are in a forked child."""
         runtime = self._runtime
         if runtime.pid != os.getpid():
             runtime = self._after_fork()
         return runtime
 
-    def _after_fork(self) -> Runtime:
+    def _after_fork(self) -> Runtime | ProcessRuntime:
         runtime = self._runtime
         if runtime.pid != os.getpid():
             # Fresh locks, queue, counters, connections; threads start on first use.
@@ -135,6 +142,7 @@ class SkoposSDK:
         trusted_proxies: Sequence[str] | str | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int | None = None,
+        worker_process: bool | None = None,
         strict: bool | None = None,
     ) -> SkoposSDK:
         """Connect to PocketBase and start tracking; fails fast with a clear error.
@@ -159,6 +167,9 @@ class SkoposSDK:
         shutdown deadline, or when the process is killed, is written by the next
         process started with the same directory, exactly once; while PocketBase is
         away the queue drains to disk, up to ``spool_max_bytes`` (256 MiB).
+        ``worker_process=True`` runs validation, filtering, sessionizing and writing
+        in a child process instead of a thread, so they do not compete with your
+        request threads for the GIL (for CPU-bound hosts; costs a Python process).
         ``strict=True`` re-raises internal errors (for tests and debugging).
 
         Example::
@@ -364,7 +375,7 @@ class SkoposSDK:
             dropped["queue_full"] = queue.rejected
         if self._late_calls:
             dropped["after_shutdown"] = self._late_calls
-        depth = len(queue)
+        depth = runtime.queue_depth
         return SkoposStats(
             accepted=queue.accepted,
             written=ledger.written,
@@ -373,8 +384,8 @@ class SkoposSDK:
             pending=max(0, queue.accepted - ledger.acknowledged - depth),
             records=dict(ledger.records),
             retries=ledger.retries,
-            spoofed_forwarding_headers=runtime.pipeline.spoof_attempts,
-            realtime_connected=runtime.sites.realtime_connected,
+            spoofed_forwarding_headers=runtime.spoof_attempts,
+            realtime_connected=runtime.realtime_connected,
             last_error=ledger.last_error,
             last_error_at=ledger.last_error_at,
             spooled=ledger.spooled,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Ledger", "SkoposStats"]
 
@@ -115,6 +117,22 @@ class Ledger:
             self.last_error_at = time.time()
             if retried:
                 self.retries += 1
+
+    def merge(self, delta: Mapping[str, Any]) -> None:
+        """Add what a worker process counted since its last report (``_worker_process``)."""
+        with self._condition:
+            self.acknowledged += delta.get("acknowledged", 0)
+            self.written += delta.get("written", 0)
+            self.dropped.update(delta.get("dropped", {}))
+            self.records.update(delta.get("records", {}))
+            self.retries += delta.get("retries", 0)
+            self.spooled += delta.get("spooled", 0)
+            self.recovered.update(delta.get("recovered", {}))
+            self.recovered_expected += delta.get("recovered_expected", 0)
+            if delta.get("last_error"):
+                self.last_error = delta["last_error"]
+                self.last_error_at = delta.get("last_error_at")
+            self._condition.notify_all()
 
     def wait_acknowledged(self, target: int, timeout: float) -> bool:
         """Wait until ``target`` calls, and every call recovered from a spool so far,

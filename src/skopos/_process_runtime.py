@@ -1,0 +1,285 @@
+"""The host half of ``worker_process=True``: the queue here, the work in a child process.
+
+In-process, the worker's CPU (~20-100 µs an event) competes with the host's
+request threads for the GIL. With a worker process the host keeps only the
+request path (a snapshot and a put) and a feeder thread that ships calls as
+marshal frames over a pipe (~1 µs an event); validation, filtering, hashing,
+sessionizing and PocketBase run in ``skopos._worker_process``, on another core.
+The child reports what its ledger counted, and this side's ``Ledger`` adds it
+up, so ``flush`` and ``stats`` work as in-process.
+
+A full pipe blocks the feeder, the queue then fills and new calls are dropped as
+``queue_full``: memory stays bounded on both sides. If the child dies, what it
+had been given and not acknowledged is counted as ``worker_exited`` (with a
+``spool_dir`` it is replayed by the next one) and a new child is started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import skopos
+from skopos._activity import TrackCall
+from skopos._config import SkoposOptions
+from skopos._exceptions import ConfigurationError, PocketBaseError
+from skopos._queue import WorkQueue
+from skopos._stats import Ledger
+from skopos._wire import calls_frame, read_frame, write_encoded, write_frame
+
+__all__ = ["ProcessRuntime"]
+
+logger = logging.getLogger("skopos")
+
+_TAKE_AT_ONCE = 1000
+_LINGER = 0.02  # the feeder waits this long for company before shipping a frame
+_READY_TIMEOUT = 60.0
+_INHERITED: list[ProcessRuntime] = []
+
+
+class _Child:
+    """One worker process and the two pipe ends we hold."""
+
+    def __init__(self, options: SkoposOptions) -> None:
+        # The child imports this very copy of skopos, wherever the host found it.
+        package_root = str(Path(skopos.__file__).resolve().parent.parent)
+        path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "skopos._worker_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            close_fds=True,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.inbox = self.process.stdin.fileno()  # we write, it reads
+        self.outbox = self.process.stdout.fileno()  # it writes, we read
+        self.given = 0  # calls shipped to it
+        self.acknowledged = 0  # of those, acknowledged by it
+        self.depth = 0
+        self.feeder: threading.Thread | None = None
+        write_frame(self.inbox, dataclasses.asdict(options))
+
+    def close(self) -> None:
+        """Close our pipe ends, once the child is gone and the feeder is done with them."""
+        if self.feeder is not None and self.feeder is not threading.current_thread():
+            self.feeder.join(5.0)
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+class ProcessWorker:
+    """The feeder and reader threads, with the in-process ``Worker``'s control surface."""
+
+    def __init__(self, options: SkoposOptions, queue: WorkQueue[TrackCall], ledger: Ledger):
+        self._options = options
+        self._queue = queue
+        self._ledger = ledger
+        self._child: _Child | None = None
+        self._feeder: threading.Thread | None = None
+        self._flush = threading.Event()
+        self._stop = threading.Event()
+        self._stop_timeout = 10.0
+        self._lock = threading.Lock()
+        self.spoof_attempts = 0
+        self.realtime_connected = False
+        self.internal_error: BaseException | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the feeder and the child are running."""
+        child = self._child
+        feeder = self._feeder
+        return (
+            child is not None
+            and child.process.poll() is None
+            and feeder is not None
+            and feeder.is_alive()
+        )
+
+    @property
+    def child_depth(self) -> int:
+        """Calls queued in the child, not yet taken by its worker."""
+        child = self._child
+        return child.depth if child is not None else 0
+
+    def start(self) -> None:
+        """Start the child (waiting until it is ready) and the threads; idempotent.
+
+        Raises ``ConfigurationError`` or ``PocketBaseError`` with the child's reason.
+        """
+        with self._lock:
+            if self.alive or self._stop.is_set():
+                return
+            self._retire()
+            child = _Child(self._options)
+            answer = self._await_ready(child)
+            if answer[0] != "ready":
+                child.process.wait(5)
+                child.close()
+                kind, message = answer[1], answer[2]
+                if kind == "ConfigurationError":
+                    raise ConfigurationError(message)
+                raise PocketBaseError(f"the worker process could not start: {message}")
+            self._child = child
+            threading.Thread(target=self._read, args=(child,), daemon=True).start()
+            self._feeder = threading.Thread(target=self._feed, name="skopos-feeder", daemon=True)
+            child.feeder = self._feeder
+            self._feeder.start()
+
+    def _await_ready(self, child: _Child) -> tuple[Any, ...]:
+        result: list[Any] = []
+        reader = threading.Thread(target=lambda: result.append(read_frame(child.outbox)))
+        reader.start()
+        reader.join(_READY_TIMEOUT)
+        if not result or result[0] is None:
+            child.process.kill()
+            child.process.wait(5)
+            child.close()
+            return ("error", "PocketBaseError", "no answer from the worker process")
+        answer: tuple[Any, ...] = result[0]
+        return answer
+
+    def _retire(self) -> None:
+        """Account for a child that died: what it held and had not acknowledged is lost."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        lost = child.given - child.acknowledged
+        if lost > 0:
+            logger.error("skopos: the worker process exited; %d tracking calls lost", lost)
+            self._ledger.ack_dropped("worker_exited", lost)
+            child.acknowledged = child.given
+
+    def request_flush(self) -> None:
+        """Ship everything and have the child write it now."""
+        self._flush.set()
+        self._queue.wake()
+
+    def stop(self, timeout: float) -> None:
+        """Ship what is queued, let the child write for ``timeout`` s, then end it."""
+        self._stop_timeout = timeout
+        self._stop.set()
+        self._queue.wake()
+        feeder, child = self._feeder, self._child
+        if feeder is not None:
+            feeder.join(timeout + 1.0)
+        if child is not None:
+            try:
+                child.process.wait(timeout + 3.0)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait(5)
+
+    def _feed(self) -> None:
+        child = self._child
+        assert child is not None
+        try:
+            while True:
+                stopping = self._stop.is_set()
+                calls = self._queue.take(_TAKE_AT_ONCE, 0.0 if stopping else 1.0)
+                if calls and not stopping and not self._flush.is_set():
+                    time.sleep(_LINGER)  # let a burst gather into one frame
+                    calls += self._queue.take(_TAKE_AT_ONCE - len(calls), 0.0)
+                if calls:
+                    write_encoded(child.inbox, calls_frame(calls))
+                    child.given += len(calls)
+                if self._flush.is_set() and not len(self._queue):
+                    self._flush.clear()
+                    write_frame(child.inbox, ("flush",))
+                if stopping and not len(self._queue):
+                    write_frame(child.inbox, ("stop", self._stop_timeout))
+                    return
+        except OSError:
+            logger.error("skopos: the worker process went away")
+        except Exception as exc:  # never let the feeder die silently
+            logger.exception("skopos: internal error in the feeder")
+            if self._options.strict:
+                self.internal_error = exc
+
+    def _read(self, child: _Child) -> None:
+        while True:
+            try:
+                frame = read_frame(child.outbox)
+            except OSError:
+                frame = None
+            if frame is None or frame[0] == "stopped":
+                break
+            if frame[0] == "stats":
+                self._apply(child, frame[1])
+        child.process.wait()
+        child.close()
+        with self._lock:
+            if self._child is child and not self._stop.is_set():
+                self._retire()
+            elif child.given > child.acknowledged and self._stop.is_set():
+                self._ledger.ack_dropped(
+                    "undelivered_at_shutdown", child.given - child.acknowledged
+                )
+                child.acknowledged = child.given
+
+    def _apply(self, child: _Child, delta: dict[str, Any]) -> None:
+        child.acknowledged += delta.get("acknowledged", 0)
+        child.depth = delta.get("depth", 0)
+        self.spoof_attempts += delta.get("spoofed", 0)
+        self.realtime_connected = bool(delta.get("realtime"))
+        if delta.get("internal_error") and self._options.strict:
+            self.internal_error = RuntimeError(f"in the worker process: {delta['internal_error']}")
+        self._ledger.merge(delta)
+
+
+class ProcessRuntime:
+    """``Runtime``'s counterpart for ``worker_process=True`` (same surface for the SDK)."""
+
+    def __init__(self, options: SkoposOptions) -> None:
+        self.pid = os.getpid()
+        self.options = options
+        self.ledger = Ledger()
+        self.queue: WorkQueue[TrackCall] = WorkQueue(options.max_queue_size)
+        self.worker = ProcessWorker(options, self.queue, self.ledger)
+
+    @property
+    def spoof_attempts(self) -> int:
+        """Forged forwarding headers seen (counted in the child)."""
+        return self.worker.spoof_attempts
+
+    @property
+    def realtime_connected(self) -> bool:
+        """Whether the child follows site rules live."""
+        return self.worker.realtime_connected
+
+    @property
+    def queue_depth(self) -> int:
+        """Calls waiting here or in the child for its worker."""
+        return len(self.queue) + self.worker.child_depth
+
+    def start(self) -> None:
+        """Start (or restart) the child and the threads."""
+        self.worker.start()
+
+    def stop(self, timeout: float) -> None:
+        """Write what can be written within ``timeout``, then end the child."""
+        self.worker.stop(timeout)
+
+    def for_child(self) -> ProcessRuntime:
+        """A fresh runtime for a forked host process: its own worker process, started on
+        first use. The parent's pipes are closed here without touching the parent's child."""
+        _INHERITED.append(self)
+        child = self.worker._child
+        if child is not None:
+            for fd in (child.inbox, child.outbox):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        return ProcessRuntime(self.options)

@@ -1,0 +1,146 @@
+"""Frames between a host process and its worker process (``worker_process=True``).
+
+A frame is a 4-byte little-endian length and a ``marshal`` payload: plain
+tuples, lists, dicts, strings and numbers only, so nothing the host sends can
+run code in the worker process. ``call_to_wire`` turns a ``TrackCall`` into such
+a tuple on the host's feeder thread; what ``marshal`` cannot carry (custom data
+holding arbitrary objects) is validated on the host instead, which gives the
+same drop reason the worker would have given.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import operator
+import os
+import struct
+from typing import Any
+
+from skopos._activity import TrackCall
+from skopos._payload import (
+    Rejection,
+    validate_custom_data,
+    validate_event_name,
+    validate_payload,
+)
+from skopos._snapshot import RequestSnapshot
+
+__all__ = [
+    "call_from_wire",
+    "call_to_wire",
+    "calls_frame",
+    "read_frame",
+    "write_encoded",
+    "write_frame",
+]
+
+_LENGTH = struct.Struct("<I")
+_SNAPSHOT_FIELDS = RequestSnapshot.__slots__
+_snapshot_fields = operator.attrgetter(*_SNAPSHOT_FIELDS)
+
+
+def _dumps(message: object) -> bytes:
+    """marshal.dumps; ValueError for what marshal cannot carry."""
+    return marshal.dumps(message)  # type: ignore[arg-type]  # checked at run time
+
+
+def write_frame(fd: int, message: object) -> None:
+    """Send one message (blocks while the pipe is full: that is the backpressure)."""
+    write_encoded(fd, _dumps(message))
+
+
+def write_encoded(fd: int, payload: bytes) -> None:
+    """Send one message already encoded (``calls_frame``)."""
+    data = memoryview(_LENGTH.pack(len(payload)) + payload)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> Any:
+    """The next message, or None at end of stream."""
+    header = _read_exactly(fd, _LENGTH.size)
+    if header is None:
+        return None
+    payload = _read_exactly(fd, _LENGTH.unpack(header)[0])
+    return None if payload is None else marshal.loads(payload)
+
+
+def _wire(call: TrackCall) -> tuple[object, ...]:
+    snapshot = call.snapshot
+    fields = None if snapshot is None else _snapshot_fields(snapshot)
+    return ("call", call.kind, call.site_id, call.at, fields, call.payload, call.name, call.data)
+
+
+def calls_frame(calls: list[TrackCall]) -> bytes:
+    """The encoded ``("calls", [...])`` message for ``calls``.
+
+    The common case costs one tuple per call; only when marshal refuses the
+    whole frame is each call checked, and the odd ones validated on the host.
+    """
+    try:
+        return _dumps(("calls", [_wire(call) for call in calls]))
+    except ValueError:
+        return _dumps(("calls", [call_to_wire(call) for call in calls]))
+
+
+def call_to_wire(call: TrackCall) -> tuple[object, ...]:
+    """A marshal-safe tuple for ``call``: ``("call", ...)``, or ``("drop", reason)``."""
+    message = _wire(call)
+    try:
+        _dumps(message)
+    except ValueError:
+        return _plain(call, message[:5])
+    return message
+
+
+def _plain(call: TrackCall, wire: tuple[object, ...]) -> tuple[object, ...]:
+    """Validate on the host what marshal cannot carry (rare: odd objects in the data)."""
+    payload, name, data = call.payload, call.name, call.data
+    if call.kind == "api":
+        checked = validate_payload(payload)
+        if isinstance(checked, Rejection):
+            return ("drop", f"invalid:{checked.reason}")
+        payload = json.dumps(payload, default=repr)  # unknown fields only, which are ignored
+    else:
+        if call.kind == "server":
+            checked_name = validate_event_name(name)
+            if isinstance(checked_name, Rejection):
+                return ("drop", f"invalid:{checked_name.reason}")
+            name = checked_name
+        elif not isinstance(name, (str, int)) or isinstance(name, bool):
+            return ("drop", "invalid:bad_user_id")
+        cleaned = validate_custom_data(data)
+        if isinstance(cleaned, Rejection):
+            return ("drop", f"invalid:{cleaned.reason}")
+        data = cleaned
+    message = (*wire, payload, name, data)
+    try:
+        _dumps(message)
+    except ValueError:
+        return ("drop", "invalid:not_serializable")
+    return message
+
+
+def call_from_wire(message: tuple[Any, ...]) -> TrackCall:
+    """The ``TrackCall`` of a ``("call", ...)`` message."""
+    _, kind, site_id, at, snapshot_fields, payload, name, data = message
+    snapshot = None
+    if snapshot_fields is not None:
+        snapshot = RequestSnapshot()
+        for field_name, value in zip(_SNAPSHOT_FIELDS, snapshot_fields, strict=True):
+            setattr(snapshot, field_name, value)
+    call = TrackCall(kind, site_id, snapshot, payload, name, data)
+    call.at = at
+    return call

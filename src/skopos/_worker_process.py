@@ -1,0 +1,167 @@
+"""The worker process (``worker_process=True``): the pipeline, sessionizer and writer,
+off the host's GIL. Started by ``_process_runtime.ProcessRuntime`` as
+``python -m skopos._worker_process``; not a public entry point.
+
+Protocol (frames of ``_wire``): the host sends the options first, then
+``("call", ...)`` / ``("drop", reason)`` items in ``("calls", [...])`` frames,
+``("flush",)`` and ``("stop", timeout)``. This process answers ``("ready",)`` or
+``("error", kind, message)`` once, then ``("stats", delta)`` frames with what its
+ledger counted since the previous one. End of input (the host died) means: write
+what is queued, then exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+from skopos._config import SkoposOptions
+from skopos._exceptions import ConfigurationError, PocketBaseError
+from skopos._identity import load_or_create_salt
+from skopos._runtime import Runtime, new_client
+from skopos._wire import call_from_wire, read_frame, write_frame
+
+logger = logging.getLogger("skopos")
+
+_REPORT_INTERVAL = 0.02
+_STOP_ON_HANGUP = 10.0  # seconds to finish writing when the host went away
+
+
+class _Reporter:
+    """Sends the ledger's changes to the host, ``_REPORT_INTERVAL`` apart."""
+
+    def __init__(self, runtime: Runtime, fd: int) -> None:
+        self._runtime = runtime
+        self._fd = fd
+        self._sent: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="skopos-reporter", daemon=True)
+
+    def _current(self) -> dict[str, Any]:
+        runtime = self._runtime
+        ledger = runtime.ledger
+        error = runtime.worker.internal_error
+        return {
+            "acknowledged": ledger.acknowledged,
+            "written": ledger.written,
+            "dropped": dict(ledger.dropped),
+            "records": dict(ledger.records),
+            "retries": ledger.retries,
+            "spooled": ledger.spooled,
+            "recovered": dict(ledger.recovered),
+            "recovered_expected": ledger.recovered_expected,
+            "spoofed": runtime.pipeline.spoof_attempts,
+            "last_error": ledger.last_error,
+            "last_error_at": ledger.last_error_at,
+            "realtime": runtime.sites.realtime_connected,
+            "depth": len(runtime.queue),
+            "internal_error": repr(error) if error is not None else None,
+        }
+
+    def report(self) -> None:
+        with self._lock:
+            now = self._current()
+            if now == self._sent:
+                return
+            delta: dict[str, Any] = {}
+            for key, value in now.items():
+                before = self._sent.get(key)
+                if isinstance(value, dict):
+                    changes = Counter(value)
+                    changes.subtract(before or {})
+                    delta[key] = {k: v for k, v in changes.items() if v}
+                elif isinstance(value, int) and not isinstance(value, bool) and key != "depth":
+                    delta[key] = value - (before or 0)
+                else:
+                    delta[key] = value
+            if now["internal_error"] is not None:
+                self._runtime.worker.internal_error = None
+                now["internal_error"] = None
+            self._sent = now
+            write_frame(self._fd, ("stats", delta))
+
+    def _run(self) -> None:
+        while not self._stop.wait(_REPORT_INTERVAL):
+            try:
+                self.report()
+            except OSError:
+                return  # the host is gone
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(1.0)
+
+
+def _start(options: SkoposOptions) -> Runtime:
+    client = new_client(options)
+    client.authenticate()
+    runtime = Runtime(options, client, load_or_create_salt(client))
+    if runtime.sites.get(options.site_id) is None:
+        raise ConfigurationError(f"no website with tracking id {options.site_id!r}")
+    runtime.pipeline.warm_up()
+    runtime.worker.replay_orphans()
+    runtime.start()
+    return runtime
+
+
+def _serve(runtime: Runtime, reporter: _Reporter, inbox: int) -> float:
+    """Take frames until ``stop`` (its timeout) or end of input."""
+    while True:
+        frame = read_frame(inbox)
+        if frame is None:
+            return _STOP_ON_HANGUP
+        if frame[0] == "calls":
+            for item in frame[1]:
+                if item[0] == "drop":
+                    runtime.ledger.ack_dropped(item[1])
+                    continue
+                call = call_from_wire(item)
+                while not runtime.queue.put(call):  # full: hold the host back instead
+                    runtime.worker.request_flush()
+                    threading.Event().wait(0.005)
+        elif frame[0] == "flush":
+            runtime.worker.request_flush()
+        elif frame[0] == "stop":
+            return float(frame[1])
+
+
+def main() -> int:
+    """Run until the host says stop or goes away."""
+    # The host decides when we stop (end of input): a Ctrl-C or a SIGTERM sent to the
+    # whole process group must not kill calls in flight.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    inbox = sys.stdin.fileno()
+    outbox = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt frames
+    config = read_frame(inbox)
+    if config is None:
+        return 1
+    try:
+        options = SkoposOptions(**{**config, "worker_process": False})
+        runtime = _start(options)
+    except (ConfigurationError, PocketBaseError) as exc:
+        write_frame(outbox, ("error", type(exc).__name__, str(exc)))
+        return 1
+    reporter = _Reporter(runtime, outbox)
+    reporter.thread.start()
+    write_frame(outbox, ("ready",))
+    timeout = _serve(runtime, reporter, inbox)
+    runtime.stop(timeout)
+    reporter.stop()
+    try:
+        reporter.report()
+        write_frame(outbox, ("stopped",))
+    except OSError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

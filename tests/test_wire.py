@@ -1,0 +1,64 @@
+"""The host ↔ worker-process frames (pure logic, a real pipe)."""
+
+from __future__ import annotations
+
+import marshal
+import os
+
+from skopos._activity import TrackCall
+from skopos._snapshot import snapshot_from_environ
+from skopos._wire import call_from_wire, calls_frame, read_frame, write_encoded, write_frame
+from tracking_helpers import environ
+
+
+def test_calls_survive_the_pipe_field_for_field() -> None:
+    snapshot = snapshot_from_environ(environ("203.0.113.7"))
+    calls = [
+        TrackCall("api", "site", snapshot, b'{"type":"pageView"}'),
+        TrackCall("server", "other", None, None, "paid", {"amount": 1.5, "tags": ["a"]}),
+        TrackCall("identify", "site", snapshot, None, "u1", {"name": "Ada"}),
+    ]
+    read_end, write_end = os.pipe()
+    try:
+        write_encoded(write_end, calls_frame(calls))
+        write_frame(write_end, ("flush",))
+        kind, items = read_frame(read_end)
+        assert read_frame(read_end) == ("flush",)
+    finally:
+        os.close(write_end)
+    assert read_frame(read_end) is None  # end of stream
+    os.close(read_end)
+    assert kind == "calls"
+    for original, item in zip(calls, items, strict=True):
+        copy = call_from_wire(item)
+        for name in TrackCall.__slots__:
+            if name != "snapshot":
+                assert getattr(copy, name) == getattr(original, name)
+        if original.snapshot is None:
+            assert copy.snapshot is None
+        else:
+            assert copy.snapshot is not None
+            for name in type(original.snapshot).__slots__:
+                assert getattr(copy.snapshot, name) == getattr(original.snapshot, name)
+
+
+def test_what_marshal_cannot_carry_is_validated_on_the_host() -> None:
+    class Odd:
+        pass
+
+    calls = [
+        TrackCall("server", "s", None, None, "ok", {"n": 1}),
+        TrackCall("server", "s", None, None, "bad", {"when": Odd()}),
+        TrackCall("server", "s", None, None, Odd(), None),
+        TrackCall("identify", "s", None, None, Odd(), None),
+        TrackCall("server", "s", None, None, "tuple", {"seats": (1, 2)}),
+        TrackCall("api", "s", None, {"type": "pageView", "url": "https://x.test/", "x": Odd()}),
+    ]
+    _, items = marshal.loads(calls_frame(calls))
+    assert items[0][0] == "call"
+    assert items[1] == ("drop", "invalid:custom_data_bad_value")
+    assert items[2][0] == "drop"
+    assert items[3] == ("drop", "invalid:bad_user_id")
+    assert items[4][0] == "call"  # tuples marshal: validated in the worker as usual
+    assert items[5][0] == "call"
+    assert isinstance(items[5][5], str)  # the payload as JSON, the odd unknown field as text
