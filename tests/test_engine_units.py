@@ -196,3 +196,33 @@ def test_aggregator_counts_per_site_and_group() -> None:
     assert upsert.parent
     assert increment.request.body == {"count+": 2}
     assert errors.occurrences == 0
+
+
+def test_continuing_sessions_are_touched_at_most_every_touch_interval() -> None:
+    from skopos._sessions import Sessionizer
+
+    rules = SiteRules("site", "t", None, False, False, False, IpBlacklist(None))
+    sessions = Sessionizer(None, session_timeout=1800)  # type: ignore[arg-type]
+    assert sessions.touch_interval == 30.0
+    start = 1_700_000_000.0
+
+    def view(path: str, at: float) -> Activity:
+        return Activity("pageView", rules, "v", "vrec", at, path=path)
+
+    def session_writes(at: float, path: str) -> list[str]:
+        writes = sessions.assign([view(path, at)])
+        return [w.request.method for w in writes if w.collection == "sessions"]
+
+    assert session_writes(start, "/a") == ["POST"]  # a new session: created at once
+    assert session_writes(start + 1, "/b") == []  # continuing: deferred
+    assert session_writes(start + 2, "/c") == []
+    assert sessions.has_deferred
+    assert sessions.deferred_touches(start + 3) == []  # not due yet
+    (touch,) = sessions.deferred_touches(start + 3, everything=True)  # flush: all of them
+    assert touch.request.method == "PATCH"
+    assert touch.request.body == {"exitPath": "/c"}
+    assert not sessions.has_deferred
+    assert session_writes(start + 40, "/d") == ["PATCH"]  # lagging by 30 s: touched at once
+    assert session_writes(start + 41, "/e") == []
+    (due,) = sessions.deferred_touches(start + 71)  # due by time
+    assert due.request.body == {"exitPath": "/e"}

@@ -198,7 +198,7 @@ class ProcessWorker:
                     child.given += len(calls)
                 if self._flush.is_set() and not len(self._queue):
                     self._flush.clear()
-                    write_frame(child.inbox, ("flush",))
+                    write_frame(child.inbox, ("flush", self._ledger.flush_requested))
                 if stopping and not len(self._queue):
                     write_frame(child.inbox, ("stop", self._stop_timeout))
                     return

@@ -305,8 +305,9 @@ class SkoposSDK:
         target = runtime.queue.accepted
         if not runtime.worker.alive and not self._closed:
             runtime.start()
+        generation = runtime.ledger.request_flush()
         runtime.worker.request_flush()
-        done = runtime.ledger.wait_acknowledged(target, timeout)
+        done = runtime.ledger.wait_acknowledged(target, timeout, generation)
         self._raise_if_strict()
         return done
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PendingWrite", "SessionState", "Sessionizer"]
 
+_TOUCH_INTERVAL = 30.0  # seconds
 _LOOKUP_CHUNK = 100  # ids per OR-filter: PocketBase refuses filters over ~3,500 characters
 
 
@@ -105,6 +106,9 @@ class SessionState:
     ip_address: str = ""
     is_new_visitor: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # ``last_activity`` as of the last write of this session (what PocketBase's ``updated``
+    # says, roughly): touches are deferred until it lags by ``touch_interval``.
+    written_activity: float = 0.0
 
     def record(self) -> dict[str, Any]:
         """The full ``sessions`` record, as created."""
@@ -149,6 +153,7 @@ class SessionState:
             ip_address=record.get("ipAddress", ""),
             is_new_visitor=bool(record.get("isNewVisitor")),
             extra=kept,
+            written_activity=parse_pb_date(record.get("updated", "")),
         )
 
 
@@ -186,6 +191,13 @@ class Sessionizer:
     ) -> None:
         self._client = client
         self._timeout = session_timeout
+        # A continuing session's exitPath (and so its ``updated``, the liveness other
+        # processes read) is written at most this often, not with every event: a PATCH
+        # costs PocketBase about as much as a create. Far below the timeout, so another
+        # process's decision to continue it is only affected within this much of it.
+        self.touch_interval = min(_TOUCH_INTERVAL, session_timeout / 20)
+        self._deferred: dict[str, SessionState] = {}  # session id → state, oldest first
+        self._max_deferred = session_cache_size
         self._known_visitors: LruCache[str, bool] = LruCache(visitor_cache_size)
         self._sessions: LruCache[str, SessionState] = LruCache(session_cache_size)
         self._lookups = _Lookups()
@@ -300,14 +312,47 @@ class Sessionizer:
                 create = BatchRequest.create("events", _event_body(activity, state.id))
                 events.append(PendingWrite.for_activity(create, "events", vid, activity))
 
-        sessions = [self._session_write(state, state.id in opened) for state in dirty.values()]
+        sessions: list[PendingWrite] = []
+        for state in dirty.values():
+            if state.id in opened:
+                self._deferred.pop(state.id, None)
+                sessions.append(self._session_write(state, opened=True))
+            elif state.last_activity - state.written_activity >= self.touch_interval:
+                self._deferred.pop(state.id, None)
+                sessions.append(self._session_write(state, opened=False))
+            else:
+                self._deferred.setdefault(state.id, state)
+        sessions += self._overflowing_touches()
         return [*visitors.values(), *identities, *sessions, *events]
 
+    @property
+    def has_deferred(self) -> bool:
+        """Continuing sessions whose exitPath is not written yet."""
+        return bool(self._deferred)
+
+    def deferred_touches(self, now: float, *, everything: bool = False) -> list[PendingWrite]:
+        """The deferred touches that are due at ``now`` (epoch seconds), or all of them."""
+        due: list[PendingWrite] = []
+        for session_id, state in list(self._deferred.items()):
+            if not everything and now - state.written_activity < self.touch_interval:
+                break  # oldest first: the rest are younger
+            del self._deferred[session_id]
+            due.append(self._session_write(state, opened=False))
+        return due
+
+    def _overflowing_touches(self) -> list[PendingWrite]:
+        touches: list[PendingWrite] = []
+        while len(self._deferred) > self._max_deferred:
+            state = self._deferred.pop(next(iter(self._deferred)))
+            touches.append(self._session_write(state, opened=False))
+        return touches
+
     @staticmethod
-    def _session_write(state: SessionState, opened: bool) -> PendingWrite:
+    def _session_write(state: SessionState, *, opened: bool) -> PendingWrite:
         """Create a new session (first writer wins: a concurrent creator's entry
         path and referrer stand); only move ``exitPath`` of an existing one, which
         also bumps ``updated``, the liveness every process reads."""
+        state.written_activity = state.last_activity
         touch = BatchRequest.update("sessions", state.id, {"exitPath": state.exit_path})
         if not opened:
             return PendingWrite(touch, "sessions", state.visitor, parent=True)
@@ -334,12 +379,16 @@ class Sessionizer:
             ip_address=activity.ip_address or "",
             is_new_visitor=new_visitor,
             extra={"country": activity.country} if activity.country else {},
+            written_activity=activity.at,
         )
 
     def forget(self, visitor_record_id: str) -> None:
         """Drop cached knowledge of a visitor whose writes did not land."""
         self._known_visitors.discard(visitor_record_id)
         self._sessions.discard(visitor_record_id)
+        for session_id, state in list(self._deferred.items()):
+            if state.visitor == visitor_record_id:
+                del self._deferred[session_id]
 
 
 def _visitor_body(activity: Activity) -> dict[str, Any]:

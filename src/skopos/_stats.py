@@ -69,6 +69,10 @@ class Ledger:
         self.spooled = 0
         self.recovered: Counter[str] = Counter()
         self.recovered_expected = 0  # calls claimed from dead processes' spools
+        # flush() barriers: a request's number, and the latest one the worker completed
+        # (everything before it written, acknowledged or not: session touches are not).
+        self.flush_requested = 0
+        self.flush_completed = 0
         self.retries = 0
         self.last_error: str | None = None
         self.last_error_at: float | None = None
@@ -118,6 +122,18 @@ class Ledger:
             if retried:
                 self.retries += 1
 
+    def request_flush(self, generation: int | None = None) -> int:
+        """Number a flush request (or adopt ``generation``, a host's number)."""
+        with self._condition:
+            self.flush_requested = max(self.flush_requested + (generation is None), generation or 0)
+            return self.flush_requested
+
+    def complete_flush(self, generation: int) -> None:
+        """The worker wrote everything that came before request ``generation``."""
+        with self._condition:
+            self.flush_completed = max(self.flush_completed, generation)
+            self._condition.notify_all()
+
     def merge(self, delta: Mapping[str, Any]) -> None:
         """Add what a worker process counted since its last report (``_worker_process``)."""
         with self._condition:
@@ -129,18 +145,23 @@ class Ledger:
             self.spooled += delta.get("spooled", 0)
             self.recovered.update(delta.get("recovered", {}))
             self.recovered_expected += delta.get("recovered_expected", 0)
+            self.flush_completed = max(self.flush_completed, delta.get("flush_completed", 0))
             if delta.get("last_error"):
                 self.last_error = delta["last_error"]
                 self.last_error_at = delta.get("last_error_at")
             self._condition.notify_all()
 
-    def wait_acknowledged(self, target: int, timeout: float) -> bool:
+    def wait_acknowledged(self, target: int, timeout: float, flush: int = 0) -> bool:
         """Wait until ``target`` calls, and every call recovered from a spool so far,
-        are acknowledged; False on timeout."""
+        are acknowledged (and flush request ``flush`` completed); False on timeout."""
 
         def done() -> bool:
             recovered = sum(self.recovered.values())
-            return self.acknowledged >= target and recovered >= self.recovered_expected
+            return (
+                self.acknowledged >= target
+                and recovered >= self.recovered_expected
+                and self.flush_completed >= flush
+            )
 
         with self._condition:
             return self._condition.wait_for(done, timeout)

@@ -45,6 +45,9 @@ _TAKE_AT_ONCE = 1000
 # batch=False: a write waits this long for company (or for max_batch_size calls), so a busy
 # host hands the worker batches instead of one call at a time, each a GIL hand-off.
 _LINGER = 0.05
+# Deferred session touches go out once no call arrived for this long: under load they wait
+# (fewer PATCHes for PocketBase), on a quiet site exit paths are fresh within a second.
+_QUIET = 0.5
 _IDLE_WAKEUP = 1.0  # seconds; the longest the loop sleeps without a reason
 _ORPHAN_SCAN_INTERVAL = 30.0  # seconds between looks for segments of dead processes
 
@@ -90,6 +93,7 @@ class Worker:
         self._held: list[TrackCall] = []
         self._activities: list[Activity] = []
         self._oldest_activity = 0.0
+        self._last_call = 0.0
         self._errors = ErrorAggregator()
         self._errors_due = clock() + options.js_error_batch_interval
         self._thread: threading.Thread | None = None
@@ -147,6 +151,7 @@ class Worker:
 
     def _step(self) -> bool:
         """One round; True when the worker is done for good."""
+        generation = self._ledger.flush_requested  # read first: served by this round
         stopping = self._stop.is_set()
         flushing = stopping or self._flush.is_set()
         spool = self._spool
@@ -167,6 +172,8 @@ class Worker:
             wake_at = self._options.max_batch_size - pending if pending and not flushing else 1
             calls = self._held + self._queue.take(limit, wait, wake_at=wake_at)
         self._held = []
+        if calls:
+            self._last_call = self._clock()
         self._prepare(calls)
         if spool is not None:
             self._replay_orphans(spool)
@@ -175,6 +182,10 @@ class Worker:
         now = self._clock()
         if writes.ready and ((flushing and self._activities) or self._write_due()):
             self._write_activities()
+        if writes.ready and self._sessionizer.has_deferred:
+            quiet = now - self._last_call >= _QUIET and not self._activities
+            touches = self._sessionizer.deferred_touches(time.time(), everything=flushing or quiet)
+            writes.submit(touches)
         if self._errors.occurrences and (flushing or now >= self._errors_due or self._errors.full):
             self._write_errors()
         if self._sites.refresh_due():
@@ -186,8 +197,11 @@ class Worker:
             or self._activities
             or self._errors.occurrences
             or (spool is not None and spool.backlog)
+            or self._sessionizer.has_deferred
         )
         idle = idle and writes.idle
+        if idle and flushing:
+            self._ledger.complete_flush(generation)
         if idle and stopping:
             return True
         if idle and flushing:
@@ -215,6 +229,8 @@ class Worker:
             due = min(due, self._oldest_activity + self._hold_for())
         if self._errors.occurrences:
             due = min(due, self._errors_due)
+        if self._sessionizer.has_deferred and writer_ready:
+            due = min(due, self._last_call + _QUIET)
         return max(0.0, due - now)
 
     def _prepare(self, calls: list[TrackCall], *, wait_on_error: bool = True) -> None:

@@ -29,6 +29,7 @@ from skopos._wire import call_from_wire, read_frame, write_frame
 logger = logging.getLogger("skopos")
 
 _REPORT_INTERVAL = 0.02
+_ABSOLUTE = frozenset({"depth", "flush_completed"})  # reported as is, not as a change
 _STOP_ON_HANGUP = 10.0  # seconds to finish writing when the host went away
 
 
@@ -56,6 +57,7 @@ class _Reporter:
             "spooled": ledger.spooled,
             "recovered": dict(ledger.recovered),
             "recovered_expected": ledger.recovered_expected,
+            "flush_completed": ledger.flush_completed,
             "spoofed": runtime.pipeline.spoof_attempts,
             "last_error": ledger.last_error,
             "last_error_at": ledger.last_error_at,
@@ -76,7 +78,9 @@ class _Reporter:
                     changes = Counter(value)
                     changes.subtract(before or {})
                     delta[key] = {k: v for k, v in changes.items() if v}
-                elif isinstance(value, int) and not isinstance(value, bool) and key != "depth":
+                elif (
+                    isinstance(value, int) and key not in _ABSOLUTE and not isinstance(value, bool)
+                ):
                     delta[key] = value - (before or 0)
                 else:
                     delta[key] = value
@@ -126,6 +130,7 @@ def _serve(runtime: Runtime, reporter: _Reporter, inbox: int) -> float:
                     runtime.worker.request_flush()
                     threading.Event().wait(0.005)
         elif frame[0] == "flush":
+            runtime.ledger.request_flush(frame[1])  # the host's number, reported back
             runtime.worker.request_flush()
         elif frame[0] == "stop":
             return float(frame[1])
