@@ -96,6 +96,8 @@ class ProcessWorker:
         self.spoof_attempts = 0
         self.realtime_connected = False
         self.internal_error: BaseException | None = None
+        # Read on every tracking call: a flag, where ``alive`` would poll the process.
+        self.running = False
 
     @property
     def alive(self) -> bool:
@@ -138,6 +140,7 @@ class ProcessWorker:
             self._feeder = threading.Thread(target=self._feed, name="skopos-feeder", daemon=True)
             child.feeder = self._feeder
             self._feeder.start()
+            self.running = True
 
     def _await_ready(self, child: _Child) -> tuple[Any, ...]:
         result: list[Any] = []
@@ -187,6 +190,12 @@ class ProcessWorker:
         child = self._child
         assert child is not None
         try:
+            self._ship(child)
+        finally:
+            self.running = False
+
+    def _ship(self, child: _Child) -> None:
+        try:
             while True:
                 stopping = self._stop.is_set()
                 calls = self._queue.take(_TAKE_AT_ONCE, 0.0 if stopping else 1.0)
@@ -219,6 +228,7 @@ class ProcessWorker:
                 break
             if frame[0] == "stats":
                 self._apply(child, frame[1])
+        self.running = False
         child.process.wait()
         child.close()
         with self._lock:

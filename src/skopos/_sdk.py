@@ -276,7 +276,7 @@ class SkoposSDK:
             call = TrackCall(kind, site_id, take_snapshot(request), payload, name, data)
             if not runtime.queue.put(call):
                 self._warn_queue_full()
-            if not runtime.worker.alive:
+            if not runtime.worker.running:  # a flag: Thread.is_alive costs more than a put
                 runtime.start()
         except Exception:
             if self.options.strict:

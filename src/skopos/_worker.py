@@ -98,6 +98,7 @@ class Worker:
         self._errors_due = clock() + options.js_error_batch_interval
         self._thread: threading.Thread | None = None
         self.internal_error: BaseException | None = None
+        self.running = False  # set by the thread itself: cheaper to read than ``alive``
 
     # -- control, from other threads -------------------------------------------------
 
@@ -133,6 +134,13 @@ class Worker:
     # -- the loop -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        self.running = True
+        try:
+            self._loop()
+        finally:
+            self.running = False
+
+    def _loop(self) -> None:
         while True:
             try:
                 if self._step():
