@@ -263,7 +263,6 @@ class Spool:
         self._dirty: set[Segment] = set()
         self._sites = _SiteCache()
         self._lock = threading.RLock()
-        self.corrupt_lines = 0
         self.unreadable_own = 0
         self.unreadable_recovered = 0
 
@@ -438,7 +437,6 @@ class Spool:
 
     def _unreadable(self, segment: Segment, *, counted: bool, count: int = 1) -> None:
         """A journaled activity that cannot be read back (a corrupted disk)."""
-        self.corrupt_lines += count
         if counted:
             segment.unread -= count
             segment.outstanding -= count
@@ -512,10 +510,11 @@ class Spool:
         activities: set[int] = set()
         acked: set[int] = set()
         prepared: dict[tuple[str, str], set[int]] = {}
+        corrupt = 0
         for line in data[:good].split(b"\n")[:-1]:
             record = decode_line(line)
             if record is None:
-                self.corrupt_lines += 1
+                corrupt += 1  # its seq is unreadable too: nothing to replay or count
             elif isinstance(record.get("a"), int):
                 activities.add(record["a"])
             elif "k" in record:
@@ -523,6 +522,13 @@ class Spool:
             elif "p" in record and isinstance(record.get("m"), str):
                 key = (record["m"], str(record.get("t")))
                 prepared.setdefault(key, set()).update(from_ranges(record["p"]))
+        if corrupt or good < len(data):
+            logger.warning(
+                "skopos: %s: skipped %d corrupted lines%s",
+                path.name,
+                corrupt,
+                " and a torn last write" if good < len(data) else "",
+            )
         segment = Segment(path, fd, own=False, size=good, sealed=True, skip=acked)
         for (marker, token), seqs in prepared.items():
             in_doubt = (seqs & activities) - acked

@@ -1,8 +1,8 @@
 """The background worker: queue → pipeline → sessionizer → writer thread.
 
-It decides *when* to write: as soon as the writer thread is ready for the next
-batch (``batch=False``: whatever arrived meanwhile, so load batches naturally),
-or when ``max_batch_size``
+It decides *when* to write: with ``batch=False``, once the oldest activity held
+is 50 ms old or ``max_batch_size`` are held (and the writer thread is ready:
+what arrives while a batch is in flight joins the next one), or when ``max_batch_size``
 activities are held or the oldest is ``batch_interval`` old (``batch=True``).
 JS error groups are written every ``js_error_batch_interval``. A flush request
 writes everything now. While PocketBase cannot be reached, calls wait (the
@@ -81,7 +81,6 @@ class Worker:
         self._spool = spool
         self._read_ahead = max(_TAKE_AT_ONCE, options.max_batch_size)
         self._orphans_due = 0.0
-        self._draining = False
         self._writer = BatchWriter(
             client, ledger, on_dropped_parent=sessionizer.forget, stop=self._stop, spool=spool
         )
@@ -338,14 +337,9 @@ class Worker:
             logger.info("skopos: replaying %d calls an earlier process left in the spool", found)
 
     def _drain_to_spool(self) -> None:
-        """While a write waits for PocketBase, move queued calls to the journal."""
-        if self._held or self._draining:
-            return
-        self._draining = True
-        try:
+        """While the worker waits for PocketBase, move queued calls to the journal."""
+        if not self._held:  # held calls failed to prepare: the rest would too
             self._prepare(self._queue.take(_TAKE_AT_ONCE, 0.0), wait_on_error=False)
-        finally:
-            self._draining = False
 
     def _close_spool(self) -> None:
         if self._spool is not None:

@@ -74,11 +74,6 @@ class WriterThread:
         with self._condition:
             self._condition.wait_for(lambda: not self._next, timeout)
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` s until the thread has written everything."""
-        with self._condition:
-            return self._condition.wait_for(lambda: not self._next and not self._busy, timeout)
-
     def take_waiting(self) -> list[PendingWrite]:
         """Remove what is waiting (not sent yet), for the shutdown deadline's accounting."""
         with self._condition:
