@@ -16,7 +16,12 @@ from skopos._ip_rules import IpBlacklist
 from skopos._js_errors import ErrorAggregator, error_hash, top_frame
 from skopos._queue import WorkQueue
 from skopos._site_rules import SiteRules
-from skopos._snapshot import snapshot_from_environ, snapshot_from_scope, take_snapshot
+from skopos._snapshot import (
+    capture_request,
+    snapshot_from_environ,
+    snapshot_from_scope,
+    take_snapshot,
+)
 
 REQUIRED = {
     "pocketbase_url": "http://127.0.0.1:8090",
@@ -120,6 +125,26 @@ def test_framework_requests_are_recognised_by_shape() -> None:
     assert take_snapshot(None) is None
     assert take_snapshot(object()) is None
     assert take_snapshot({"client": None, "type": "http", "headers": None}).peer is None  # type: ignore[union-attr]
+
+
+def test_a_capture_is_not_changed_by_what_the_app_does_to_the_request_afterwards() -> None:
+    # The worker reduces a capture later: by then middleware may have edited the request
+    # (Starlette's MutableHeaders edits the scope's header list in place).
+    headers = [(b"user-agent", b"Before/1")]
+    scope = {"type": "http", "path": "/a", "client": ("198.51.100.3", 1), "headers": headers}
+    environ = {"REMOTE_ADDR": "198.51.100.4", "PATH_INFO": "/b", "HTTP_USER_AGENT": "Before/2"}
+    scope_capture, environ_capture = capture_request(scope), capture_request(environ)
+    headers[0] = (b"user-agent", b"After/1")
+    headers.append((b"x-forwarded-for", b"203.0.113.1"))
+    environ["HTTP_USER_AGENT"] = "After/2"
+    environ["REMOTE_ADDR"] = "203.0.113.2"
+    assert scope_capture is not None
+    assert environ_capture is not None
+    from_scope, from_environ = scope_capture.snapshot(), environ_capture.snapshot()
+    assert (from_scope.user_agent, from_scope.x_forwarded_for) == ("Before/1", None)
+    assert (from_environ.user_agent, from_environ.peer) == ("Before/2", "198.51.100.4")
+    # Nothing of the captures leaks into reprs (logs).
+    assert "198.51" not in repr(scope_capture) + repr(environ_capture)
 
 
 # -- the queue ------------------------------------------------------------------------------

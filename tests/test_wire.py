@@ -6,17 +6,22 @@ import marshal
 import os
 
 from skopos._activity import TrackCall
-from skopos._snapshot import snapshot_from_environ
+from skopos._snapshot import RequestSnapshot, capture_request
 from skopos._wire import call_from_wire, calls_frame, read_frame, write_encoded, write_frame
 from tracking_helpers import environ
 
 
 def test_calls_survive_the_pipe_field_for_field() -> None:
-    snapshot = snapshot_from_environ(environ("203.0.113.7"))
+    scope = {
+        "type": "http",
+        "client": ("198.51.100.4", 5000),
+        "path": "/p",
+        "headers": [(b"user-agent", b"Agent/1"), (b"x-forwarded-for", b"203.0.113.9")],
+    }
     calls = [
-        TrackCall("api", "site", snapshot, b'{"type":"pageView"}'),
+        TrackCall("api", "site", capture_request(environ("203.0.113.7")), b'{"type":"pageView"}'),
         TrackCall("server", "other", None, None, "paid", {"amount": 1.5, "tags": ["a"]}),
-        TrackCall("identify", "site", snapshot, None, "u1", {"name": "Ada"}),
+        TrackCall("identify", "site", capture_request(scope), None, "u1", {"name": "Ada"}),
     ]
     read_end, write_end = os.pipe()
     try:
@@ -32,14 +37,19 @@ def test_calls_survive_the_pipe_field_for_field() -> None:
     for original, item in zip(calls, items, strict=True):
         copy = call_from_wire(item)
         for name in TrackCall.__slots__:
-            if name != "snapshot":
+            if name != "request":
                 assert getattr(copy, name) == getattr(original, name)
-        if original.snapshot is None:
-            assert copy.snapshot is None
+        if original.request is None:
+            assert copy.request is None
         else:
-            assert copy.snapshot is not None
-            for name in type(original.snapshot).__slots__:
-                assert getattr(copy.snapshot, name) == getattr(original.snapshot, name)
+            # The host reduces a capture to its snapshot; the worker gets the snapshot.
+            assert isinstance(copy.request, RequestSnapshot)
+            expected = original.request.snapshot()
+            for name in RequestSnapshot.__slots__:
+                assert getattr(copy.request, name) == getattr(expected, name)
+    decoded = call_from_wire(items[2]).request
+    assert isinstance(decoded, RequestSnapshot)
+    assert (decoded.peer, decoded.path, decoded.user_agent) == ("198.51.100.4", "/p", "Agent/1")
 
 
 def test_what_marshal_cannot_carry_is_validated_on_the_host() -> None:

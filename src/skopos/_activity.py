@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from skopos._identity import random_record_id
 from skopos._site_rules import SiteRules
-from skopos._snapshot import RequestSnapshot
+from skopos._snapshot import CapturedRequest
 from skopos._user_agent import ClientInfo
 
 if TYPE_CHECKING:
@@ -27,13 +27,13 @@ ActivityType = Literal["pageView", "custom", "jsError", "identify"]
 class TrackCall:
     """One accepted tracking call, as queued by the request thread."""
 
-    __slots__ = ("at", "data", "kind", "name", "payload", "site_id", "snapshot")
+    __slots__ = ("at", "data", "kind", "name", "payload", "request", "site_id")
 
     def __init__(
         self,
         kind: CallKind,
         site_id: str,
-        snapshot: RequestSnapshot | None,
+        request: CapturedRequest | None,
         payload: object = None,
         name: object = None,
         data: object = None,
@@ -41,7 +41,7 @@ class TrackCall:
         self.at = time.time()
         self.kind = kind
         self.site_id = site_id
-        self.snapshot = snapshot
+        self.request = request  # reduced to a RequestSnapshot by the worker
         self.payload = payload  # api: the browser payload, unparsed
         self.name = name  # server: event name; identify: user id
         self.data = data  # server: custom data; identify: traits

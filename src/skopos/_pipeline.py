@@ -74,11 +74,12 @@ class Pipeline:
             return "unknown_site"
         if site.is_archived:
             return "site_archived"
+        snapshot = None if call.request is None else call.request.snapshot()
         if call.kind == "api":
-            return self._browser_event(call, site)
+            return self._browser_event(call, site, snapshot)
         if call.kind == "server":
-            return self._server_event(call, site)
-        return self._identify(call, site)
+            return self._server_event(call, site, snapshot)
+        return self._identify(call, site, snapshot)
 
     def _client_ip(
         self, snapshot: RequestSnapshot | None
@@ -120,8 +121,9 @@ class Pipeline:
         visitor_id = self._hasher.visitor_id(site.record_id, ip or "", user_agent)
         return visitor_id, derive_record_id("visitor", site.record_id, visitor_id)
 
-    def _browser_event(self, call: TrackCall, site: SiteRules) -> Activity | str:
-        snapshot = call.snapshot
+    def _browser_event(
+        self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
+    ) -> Activity | str:
         payload = validate_payload(call.payload)
         if isinstance(payload, Rejection):
             return f"invalid:{payload.reason}"
@@ -168,14 +170,15 @@ class Pipeline:
             stack_trace=payload.stack_trace,
         )
 
-    def _server_event(self, call: TrackCall, site: SiteRules) -> Activity | str:
+    def _server_event(
+        self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
+    ) -> Activity | str:
         name = validate_event_name(call.name)
         if isinstance(name, Rejection):
             return f"invalid:{name.reason}"
         data = validate_custom_data(call.data)
         if isinstance(data, Rejection):
             return f"invalid:{data.reason}"
-        snapshot = call.snapshot
         country = ""
         if snapshot is None:
             ip, user_agent, client = None, SERVER_VISITOR, None
@@ -200,8 +203,9 @@ class Pipeline:
             country=country,
         )
 
-    def _identify(self, call: TrackCall, site: SiteRules) -> Activity | str:
-        snapshot = call.snapshot
+    def _identify(
+        self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
+    ) -> Activity | str:
         if snapshot is None:
             return "identify_without_request"
         user_id = call.name

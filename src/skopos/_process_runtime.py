@@ -31,7 +31,7 @@ import skopos
 from skopos._activity import TrackCall
 from skopos._config import SkoposOptions
 from skopos._exceptions import ConfigurationError, PocketBaseError
-from skopos._queue import WorkQueue
+from skopos._queue import POLL_AFTER_CALLS, WorkQueue
 from skopos._stats import Ledger
 from skopos._wire import calls_frame, read_frame, write_encoded, write_frame
 
@@ -195,14 +195,22 @@ class ProcessWorker:
             self.running = False
 
     def _ship(self, child: _Child) -> None:
+        last_calls = time.monotonic() - POLL_AFTER_CALLS
         try:
             while True:
                 stopping = self._stop.is_set()
-                calls = self._queue.take(_TAKE_AT_ONCE, 0.0 if stopping else 1.0)
-                if calls and not stopping and not self._flush.is_set():
-                    time.sleep(_LINGER)  # let a burst gather into one frame
-                    calls += self._queue.take(_TAKE_AT_ONCE - len(calls), 0.0)
+                if stopping:
+                    calls = self._queue.take(_TAKE_AT_ONCE, 0.0)
+                elif time.monotonic() - last_calls < POLL_AFTER_CALLS:
+                    # Polling: a burst gathers into one frame, no call pays for waking us.
+                    calls = self._queue.take(_TAKE_AT_ONCE, _LINGER, wake_at=_TAKE_AT_ONCE)
+                else:
+                    calls = self._queue.take(_TAKE_AT_ONCE, 1.0)
+                    if calls and not self._flush.is_set():
+                        time.sleep(_LINGER)  # let a burst gather into one frame
+                        calls += self._queue.take(_TAKE_AT_ONCE - len(calls), 0.0)
                 if calls:
+                    last_calls = time.monotonic()
                     write_encoded(child.inbox, calls_frame(calls))
                     child.given += len(calls)
                 if self._flush.is_set() and not len(self._queue):

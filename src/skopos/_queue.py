@@ -11,9 +11,17 @@ import threading
 from collections import deque
 from typing import Generic, TypeVar
 
-__all__ = ["WorkQueue"]
+__all__ = ["POLL_AFTER_CALLS", "WorkQueue"]
 
 T = TypeVar("T")
+
+# For this long after its last call a consumer polls (``take`` with a short timeout and a high
+# ``wake_at``) rather than let the next call wake it: the wake-up (a futex wake, often a context
+# switch on the caller's core) costs that call ~8 µs, as much as the rest of a call after a
+# pause (a put 2 ms after the last: 17-19 µs median with the wake-up, 9-11 µs without).
+# A consumer idle for longer sleeps until a call wakes it: an idle host is not woken 20
+# times a second.
+POLL_AFTER_CALLS = 5.0  # seconds
 
 
 class WorkQueue(Generic[T]):

@@ -35,7 +35,7 @@ from skopos._identity import load_or_create_salt
 from skopos._pb_client import PocketBaseClient
 from skopos._process_runtime import ProcessRuntime
 from skopos._runtime import Runtime, new_client
-from skopos._snapshot import take_snapshot
+from skopos._snapshot import capture_request
 from skopos._spool import check_spool_dir
 from skopos._stats import SkoposStats
 
@@ -273,7 +273,7 @@ class SkoposSDK:
             runtime = self._runtime
             if runtime.pid != os.getpid():
                 runtime = self._after_fork()
-            call = TrackCall(kind, site_id, take_snapshot(request), payload, name, data)
+            call = TrackCall(kind, site_id, capture_request(request), payload, name, data)
             if not runtime.queue.put(call):
                 self._warn_queue_full()
             if not runtime.worker.running:  # a flag: Thread.is_alive costs more than a put

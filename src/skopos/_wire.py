@@ -78,8 +78,8 @@ def read_frame(fd: int) -> Any:
 
 
 def _wire(call: TrackCall) -> tuple[object, ...]:
-    snapshot = call.snapshot
-    fields = None if snapshot is None else _snapshot_fields(snapshot)
+    # Reduced here, on the host's feeder thread: only the snapshot's strings cross the pipe.
+    fields = None if call.request is None else _snapshot_fields(call.request.snapshot())
     return ("call", call.kind, call.site_id, call.at, fields, call.payload, call.name, call.data)
 
 

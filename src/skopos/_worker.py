@@ -29,7 +29,7 @@ from skopos._exceptions import PocketBaseError
 from skopos._js_errors import ErrorAggregator
 from skopos._pb_client import PocketBaseClient
 from skopos._pipeline import Pipeline
-from skopos._queue import WorkQueue
+from skopos._queue import POLL_AFTER_CALLS, WorkQueue
 from skopos._sessions import PendingWrite, Sessionizer
 from skopos._site_rules import SiteRegistry
 from skopos._spool import Spool
@@ -174,9 +174,18 @@ class Worker:
             busy = self._held or reading or writable
             wait = 0.0 if busy else self._seconds_until_due(writes.ready)
             limit = _TAKE_AT_ONCE if spool is not None else min(_TAKE_AT_ONCE, self._room())
-            # Woken by the first call (it starts the clock), then only by a full batch.
+            # Woken by a full batch; the first call after a lull found by polling every
+            # _LINGER s, or, after POLL_AFTER_CALLS without calls, by the call waking us.
             pending = len(self._activities)
-            wake_at = self._options.max_batch_size - pending if pending and not flushing else 1
+            if flushing:
+                wake_at = 1
+            elif pending:
+                wake_at = self._options.max_batch_size - pending
+            elif self._clock() - self._last_call < POLL_AFTER_CALLS:
+                wake_at = self._options.max_batch_size
+                wait = min(wait, _LINGER)
+            else:
+                wake_at = 1
             calls = self._held + self._queue.take(limit, wait, wake_at=wake_at)
         self._held = []
         if calls:
