@@ -186,21 +186,52 @@ def run_wrk(url: str, script: Path, seconds: float, connections: int) -> dict[st
     }
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process started by any thread of ``pid``, recursively."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *descendants(int(child))]
+    return found
+
+
+def pin_cores(server: Server, pb_pid: int) -> str:
+    """The app process on CPU 0, everything else (SDK worker process, gunicorn master,
+    PocketBase, this process and so wrk) on CPU 1."""
+    app = server_pid(server)
+    assert server.process is not None
+    others = {server.process.pid, pb_pid, *descendants(server.process.pid)} - {app}
+    for pid in {app, *others}:
+        cpu = {0} if pid == app else {1}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), cpu)
+    os.sched_setaffinity(0, {1})
+    return f"pinned: the app (pid {app}) to CPU 0; pids {sorted(others)}, wrk to CPU 1"
+
+
 def measure(kind: str, env: dict[str, str], pb_pid: int, args: argparse.Namespace) -> bool:
     scratch = tempfile.TemporaryDirectory(prefix="skopos-bench-wrk-")
     script = wrk_script(Path(scratch.name))
     rates: dict[str, list[float]] = {"plain": [], "event": []}
-    with scratch, Server(kind, env) as server:
+    with scratch, contextlib.ExitStack() as stack, Server(kind, env) as server:
         # Warm-up (untimed): imports, caches, connections.
         for path in ("plain", "event"):
             run_wrk(f"{server.url}/api/{path}", script, 2, args.connections)
+        if args.pin:
+            stack.callback(os.sched_setaffinity, 0, os.sched_getaffinity(0))
+            print("  " + pin_cores(server, pb_pid))
         before = server.stats()
         for round_index in range(args.rounds):
             order = ("plain", "event") if round_index % 2 == 0 else ("event", "plain")
             for path in order:
+                app_pid = server_pid(server)
                 server_cpu, pb_cpu = tree_cpu(server.process.pid), cpu_seconds(pb_pid)  # type: ignore[union-attr]
+                app_cpu = cpu_seconds(app_pid)
                 result = run_wrk(f"{server.url}/api/{path}", script, args.seconds, args.connections)
                 server_cpu = (tree_cpu(server.process.pid) - server_cpu) / args.seconds  # type: ignore[union-attr]
+                app_cpu = (cpu_seconds(app_pid) - app_cpu) / args.seconds
                 pb_cpu = (cpu_seconds(pb_pid) - pb_cpu) / args.seconds
                 rates[path].append(result["rps"])
                 note = ""
@@ -219,7 +250,8 @@ def measure(kind: str, env: dict[str, str], pb_pid: int, args: argparse.Namespac
                     f"  {kind:<8} /api/{path:<6} {result['rps']:8.0f} req/s"
                     f" ({result['requests']} requests, non-2xx {result['non_2xx']}"
                     f"{', socket errors ' + errors if errors else ''});"
-                    f" CPU: server {server_cpu:.2f} ({cost:.0f} us/request), wrk"
+                    f" CPU: server {server_cpu:.2f} ({cost:.0f} us/request; the app's own"
+                    f" process {app_cpu:.2f}), wrk"
                     f" {result['wrk_cpu']:.2f}, PocketBase side {pb_cpu:.2f} cores{note}"
                 )
         if args.profile:
@@ -230,7 +262,7 @@ def measure(kind: str, env: dict[str, str], pb_pid: int, args: argparse.Namespac
                 shares = ", ".join(f"{k} {v:.0%}" for k, v in spy.thread_shares().items())
                 what = "GIL holder" if gil else "non-idle (incl. waiting for the GIL)"
                 print(f"  py-spy of the {kind} server during a tracked run, {what}: {shares}")
-                for thread in ("skopos-worker", "MainThread"):
+                for thread in ("skopos-worker", "skopos-feeder", "MainThread"):
                     print("    " + spy.report(thread, 12).replace("\n", "\n    "))
     plain = statistics.median(rates["plain"])
     event = statistics.median(rates["event"])
@@ -256,6 +288,11 @@ def main() -> int:
         "--worker-process",
         action="store_true",
         help="SKOPOS_WORKER_PROCESS=true: the SDK's worker in a child process",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the app process on CPU 0, the rest (SDK worker process, wrk, PocketBase) on CPU 1",
     )
     args = parser.parse_args()
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout

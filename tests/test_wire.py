@@ -42,14 +42,63 @@ def test_calls_survive_the_pipe_field_for_field() -> None:
         if original.request is None:
             assert copy.request is None
         else:
-            # The host reduces a capture to its snapshot; the worker gets the snapshot.
-            assert isinstance(copy.request, RequestSnapshot)
-            expected = original.request.snapshot()
-            for name in RequestSnapshot.__slots__:
-                assert getattr(copy.request, name) == getattr(expected, name)
+            # The capture crosses undecoded; the worker process reduces it.
+            assert type(copy.request) is type(original.request)
+            assert_same_snapshot(copy.request.snapshot(), original.request.snapshot())
     decoded = call_from_wire(items[2]).request
-    assert isinstance(decoded, RequestSnapshot)
-    assert (decoded.peer, decoded.path, decoded.user_agent) == ("198.51.100.4", "/p", "Agent/1")
+    assert decoded is not None
+    snapshot = decoded.snapshot()
+    assert (snapshot.peer, snapshot.path, snapshot.user_agent) == ("198.51.100.4", "/p", "Agent/1")
+
+
+def assert_same_snapshot(left: RequestSnapshot, right: RequestSnapshot) -> None:
+    for name in RequestSnapshot.__slots__:
+        assert getattr(left, name) == getattr(right, name), name
+
+
+def test_only_the_headers_the_worker_reads_cross_the_pipe() -> None:
+    scope = {
+        "type": "http",
+        "client": ("198.51.100.4", 5000),
+        "path": "/p",
+        "headers": [
+            (b"cookie", b"session=secret"),
+            (b"authorization", b"Bearer secret"),
+            (b"User-Agent", b"Agent/2"),
+            (b"accept-language", b"fr"),
+        ],
+    }
+    frame = calls_frame([TrackCall("api", "s", capture_request(scope), b"{}")])
+    assert b"secret" not in frame
+    (item,) = marshal.loads(frame)[1]
+    copy = call_from_wire(item).request
+    assert copy is not None
+    assert (copy.snapshot().user_agent, copy.snapshot().accept_language) == ("Agent/2", "fr")
+
+
+def test_a_request_marshal_cannot_carry_is_reduced_on_the_host() -> None:
+    class Odd:
+        pass
+
+    scope = {
+        "type": "http",
+        "client": ("198.51.100.4", Odd()),
+        "path": "/p",
+        "headers": [(b"user-agent", b"Agent/3")],
+    }
+    environ_ = environ("203.0.113.8")
+    environ_["HTTP_ACCEPT_LANGUAGE"] = Odd()
+    calls = [
+        TrackCall("api", "s", capture_request(scope), b"{}"),
+        TrackCall("api", "s", capture_request(environ_), b"{}"),
+    ]
+    items = marshal.loads(calls_frame(calls))[1]
+    for original, item in zip(calls, items, strict=True):
+        copy = call_from_wire(item).request
+        assert original.request is not None
+        assert copy is not None
+        assert_same_snapshot(copy.snapshot(), original.request.snapshot())
+    assert call_from_wire(items[0]).request.snapshot().peer == "198.51.100.4"  # type: ignore[union-attr]
 
 
 def test_what_marshal_cannot_carry_is_validated_on_the_host() -> None:

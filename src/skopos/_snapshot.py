@@ -15,11 +15,11 @@ shapes:
   ``ScopeCapture``. The list holds every header, cookies included, in memory
   only, until the worker has reduced it.
 
-The worker (or, with ``worker_process``, the host's feeder thread) reduces a
-capture to a ``RequestSnapshot`` with ``.snapshot()``: type checks, length
-caps, header decoding. Decoding ASGI headers on the request thread cost 3-4 µs
-a call under load, most of the call: the strings it allocates outlive the call
-in the queue.
+The worker reduces a capture to a ``RequestSnapshot`` with ``.snapshot()``:
+type checks, length caps, header decoding (with ``worker_process``, the worker
+process: the host's feeder thread only drops the headers it does not read).
+Decoding ASGI headers on the request thread cost 3-4 µs a call under load,
+most of the call: the strings it allocates outlive the call in the queue.
 """
 
 from __future__ import annotations
@@ -89,10 +89,6 @@ class RequestSnapshot:
         self.cf_connecting_ip: str | None = None
         self.cf_ipcountry: str | None = None
 
-    def snapshot(self) -> RequestSnapshot:
-        """Itself: a snapshot is already reduced (see ``ScopeCapture.snapshot``)."""
-        return self
-
     def forwarding_headers(self) -> dict[str, str]:
         """The proxy headers present, by lower-case name."""
         found: dict[str, str] = {}
@@ -118,6 +114,13 @@ class EnvironCapture:
 
     def __init__(self, values: list[object]) -> None:
         self.values = values  # in _ENVIRON_CAPTURE order
+
+    @classmethod
+    def of_snapshot(cls, snapshot: RequestSnapshot) -> EnvironCapture:
+        """A capture of plain strings that reduces to ``snapshot`` again."""
+        return cls(
+            [snapshot.peer, snapshot.path, *(getattr(snapshot, a) for a in _ENVIRON_KEYS.values())]
+        )
 
     def snapshot(self) -> RequestSnapshot:
         """The ``RequestSnapshot`` of the captured environ (on the worker)."""
@@ -165,12 +168,24 @@ class ScopeCapture:
         """The ``RequestSnapshot`` of the captured scope (on the worker)."""
         return _snapshot_of_scope_parts(self.client, self.path, self.headers)
 
+    def wanted_headers(self) -> list[Any]:
+        """The headers ``snapshot`` reads, undecoded (what crosses a pipe: no cookies)."""
+        kept = []
+        for item in self.headers:
+            try:
+                name = item[0]
+                if name in _HEADERS or (not name.islower() and bytes(name).lower() in _HEADERS):
+                    kept.append(item)
+            except (TypeError, ValueError, AttributeError, IndexError):
+                continue
+        return kept
+
     def __repr__(self) -> str:
         # Deliberately omits the peer address and headers (privacy in logs).
         return f"ScopeCapture(path={self.path!r})"
 
 
-CapturedRequest = EnvironCapture | ScopeCapture | RequestSnapshot
+CapturedRequest = EnvironCapture | ScopeCapture
 
 
 def snapshot_from_scope(scope: Mapping[str, Any]) -> RequestSnapshot:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import marshal
-import operator
 import os
 import struct
 from typing import Any
@@ -24,7 +23,7 @@ from skopos._payload import (
     validate_event_name,
     validate_payload,
 )
-from skopos._snapshot import RequestSnapshot
+from skopos._snapshot import CapturedRequest, EnvironCapture, ScopeCapture
 
 __all__ = [
     "call_from_wire",
@@ -36,8 +35,6 @@ __all__ = [
 ]
 
 _LENGTH = struct.Struct("<I")
-_SNAPSHOT_FIELDS = RequestSnapshot.__slots__
-_snapshot_fields = operator.attrgetter(*_SNAPSHOT_FIELDS)
 
 
 def _dumps(message: object) -> bytes:
@@ -77,10 +74,27 @@ def read_frame(fd: int) -> Any:
     return None if payload is None else marshal.loads(payload)
 
 
-def _wire(call: TrackCall) -> tuple[object, ...]:
-    # Reduced here, on the host's feeder thread: only the snapshot's strings cross the pipe.
-    fields = None if call.request is None else _snapshot_fields(call.request.snapshot())
-    return ("call", call.kind, call.site_id, call.at, fields, call.payload, call.name, call.data)
+def _request_to_wire(captured: CapturedRequest | None) -> object:
+    """An environ capture as its list of values, a scope capture as a tuple of its parts
+    (undecoded: decoding is the worker's job, off the host's GIL)."""
+    if captured is None:
+        return None
+    if isinstance(captured, EnvironCapture):
+        return captured.values
+    return (captured.client, captured.path, captured.wanted_headers())
+
+
+def _request_from_wire(wired: object) -> CapturedRequest | None:
+    if isinstance(wired, list):
+        return EnvironCapture(wired)
+    if isinstance(wired, tuple):
+        client, path, headers = wired
+        return ScopeCapture(client, path, tuple(headers))
+    return None
+
+
+def _wire(call: TrackCall, request: object) -> tuple[object, ...]:
+    return ("call", call.kind, call.site_id, call.at, request, call.payload, call.name, call.data)
 
 
 def calls_frame(calls: list[TrackCall]) -> bytes:
@@ -90,14 +104,21 @@ def calls_frame(calls: list[TrackCall]) -> bytes:
     whole frame is each call checked, and the odd ones validated on the host.
     """
     try:
-        return _dumps(("calls", [_wire(call) for call in calls]))
+        return _dumps(("calls", [_wire(call, _request_to_wire(call.request)) for call in calls]))
     except ValueError:
         return _dumps(("calls", [call_to_wire(call) for call in calls]))
 
 
 def call_to_wire(call: TrackCall) -> tuple[object, ...]:
     """A marshal-safe tuple for ``call``: ``("call", ...)``, or ``("drop", reason)``."""
-    message = _wire(call)
+    request = _request_to_wire(call.request)
+    try:
+        _dumps(request)
+    except ValueError:
+        # Odd objects in the request: reduce it here, to plain strings.
+        assert call.request is not None
+        request = EnvironCapture.of_snapshot(call.request.snapshot()).values
+    message = _wire(call, request)
     try:
         _dumps(message)
     except ValueError:
@@ -135,12 +156,7 @@ def _plain(call: TrackCall, wire: tuple[object, ...]) -> tuple[object, ...]:
 
 def call_from_wire(message: tuple[Any, ...]) -> TrackCall:
     """The ``TrackCall`` of a ``("call", ...)`` message."""
-    _, kind, site_id, at, snapshot_fields, payload, name, data = message
-    snapshot = None
-    if snapshot_fields is not None:
-        snapshot = RequestSnapshot()
-        for field_name, value in zip(_SNAPSHOT_FIELDS, snapshot_fields, strict=True):
-            setattr(snapshot, field_name, value)
-    call = TrackCall(kind, site_id, snapshot, payload, name, data)
+    _, kind, site_id, at, request, payload, name, data = message
+    call = TrackCall(kind, site_id, _request_from_wire(request), payload, name, data)
     call.at = at
     return call
