@@ -18,7 +18,14 @@ from skopos import SkoposSDK
 from skopos._pb_client import PocketBaseClient
 from skopos._setup import Website
 from spool_trace import expected_errors, expected_events, send_trace
-from tracking_helpers import environ, page_view, records, site_events, site_sessions
+from tracking_helpers import (
+    environ,
+    page_view,
+    records,
+    scope,
+    site_events,
+    site_sessions,
+)
 
 pytestmark = pytest.mark.pocketbase
 TESTS = Path(__file__).parent
@@ -64,6 +71,39 @@ def test_a_trace_lands_exactly_as_in_process(
     assert len(site_sessions(pb, website.id)) == 13  # 12 visitors + the server visitor
     (user,) = records(pb, "visitors", website=website.id, userId="user-1")
     assert user["name"] == "Ada"
+
+
+def test_asgi_requests_cross_the_pipe_undecoded_and_land_decoded(
+    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website
+) -> None:
+    # The host ships the scope's headers as bytes (trimmed to what the worker reads); the
+    # worker process decodes them: the visitor's browser and sessions come out as in-process.
+    sdk = process_sdk(pocketbase, website)
+    for visitor in range(3):
+        request = scope(f"198.51.100.{10 + visitor}")
+        request["headers"].append((b"cookie", b"session=not-for-analytics"))
+        for path in ("/a", "/b"):
+            sdk.track_api_event(request, page_view(website.domain, path))
+    assert sdk.flush(timeout=60)
+    sdk.shutdown(timeout=10)
+    events = site_events(pb, website.id)
+    assert sorted(e["path"] for e in events) == ["/a", "/a", "/a", "/b", "/b", "/b"]
+    sessions = site_sessions(pb, website.id)
+    assert len(sessions) == 3
+    assert {s["browser"] for s in sessions} == {"Chrome"}
+
+
+def test_the_worker_process_runs_below_the_host_s_priority(
+    pocketbase: PocketBaseServer, website: Website
+) -> None:
+    sdk = process_sdk(pocketbase, website)
+    try:
+        child = sdk._runtime.worker._child  # type: ignore[union-attr]
+        assert child is not None
+        host = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, child.process.pid) == min(host + 10, 19)
+    finally:
+        sdk.shutdown(timeout=10)
 
 
 def test_a_wrong_password_fails_init_as_in_process(
