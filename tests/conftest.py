@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from skopos import SkoposSDK
 from skopos._cli import main as skopos_cli
 from skopos._embedded import EmbeddedPocketBase
 from skopos._pb_client import PocketBaseClient
@@ -103,3 +105,39 @@ def website(pb: PocketBaseClient) -> Website:
     """A fresh website on the shared server, so tests never see each other's data."""
     token = uuid.uuid4().hex[:12]
     return ensure_website(pb, f"test site {token}", f"{token}.example.test")
+
+
+def start_sdk(
+    server: PocketBaseServer, site: Website, *, url: str | None = None, **options: Any
+) -> SkoposSDK:
+    """An SDK tracking ``site`` on ``server``, strict and without realtime unless ``options``
+    say otherwise; ``url`` reaches PocketBase another way (a fault proxy). The caller shuts
+    it down (or lets ``make_sdk`` do it)."""
+    settings: dict[str, Any] = {
+        "pocketbase_url": url or server.url,
+        "site_id": site.tracking_id,
+        "admin_email": server.email,
+        "admin_password": server.password,
+        "strict": True,
+        "realtime": False,
+        **options,
+    }
+    return SkoposSDK.init(**settings)
+
+
+MakeSdk = Callable[..., SkoposSDK]
+
+
+@pytest.fixture
+def make_sdk(pocketbase: PocketBaseServer, website: Website) -> Iterator[MakeSdk]:
+    """``start_sdk`` for the test's server and website; every SDK made is shut down after."""
+    made: list[SkoposSDK] = []
+
+    def make(**options: Any) -> SkoposSDK:
+        sdk = start_sdk(pocketbase, website, **options)
+        made.append(sdk)
+        return sdk
+
+    yield make
+    for sdk in made:
+        sdk.shutdown(timeout=5)

@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import PocketBaseServer
+from conftest import PocketBaseServer, start_sdk
 from fault_proxy import FaultProxy
-from skopos import SkoposSDK
 from skopos._pb_client import PocketBaseClient
 from skopos._setup import Website, ensure_website
 from tracking_helpers import environ, js_error, page_view, records, site_events, site_sessions
@@ -30,15 +29,7 @@ def test_lost_answers_and_server_errors_neither_lose_nor_duplicate(
         return {0: "drop", 1: "error"}.get(next(batches) % 3, "pass")  # 2 of 3 batches fail
 
     with FaultProxy(pocketbase.url, plan) as proxy:
-        sdk = SkoposSDK.init(
-            pocketbase_url=proxy.url,
-            site_id=website.tracking_id,
-            admin_email=pocketbase.email,
-            admin_password=pocketbase.password,
-            realtime=False,
-            strict=True,
-            js_error_batch_interval=0.2,
-        )
+        sdk = start_sdk(pocketbase, website, url=proxy.url, js_error_batch_interval=0.2)
         visitors, views = 8, 5
         for view in range(views):
             for visitor in range(visitors):
@@ -69,14 +60,7 @@ def test_pocketbase_down_then_restarted_loses_nothing(
     server = pocketbase_factory()
     with server.client() as admin:
         site = ensure_website(admin, "outage", "outage.example.test")
-    sdk = SkoposSDK.init(
-        pocketbase_url=server.url,
-        site_id=site.tracking_id,
-        admin_email=server.email,
-        admin_password=server.password,
-        realtime=False,
-        strict=True,
-    )
+    sdk = start_sdk(server, site)
     sent = 0
 
     def send(count: int) -> None:

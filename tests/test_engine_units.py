@@ -127,6 +127,19 @@ def test_framework_requests_are_recognised_by_shape() -> None:
     assert take_snapshot({"client": None, "type": "http", "headers": None}).peer is None  # type: ignore[union-attr]
 
 
+def test_a_request_type_is_remembered_but_never_trusted_blindly() -> None:
+    class Shaped:  # one type, instances of different shapes
+        def __init__(self, **attributes: object) -> None:
+            self.__dict__.update(attributes)
+
+    environ = {"REMOTE_ADDR": "198.51.100.5", "PATH_INFO": "/x"}
+    scope = {"type": "http", "path": "/y", "client": ("198.51.100.6", 1), "headers": []}
+    assert take_snapshot(Shaped(environ=environ)).peer == "198.51.100.5"  # type: ignore[union-attr]
+    assert take_snapshot(Shaped(scope=scope)).peer == "198.51.100.6"  # type: ignore[union-attr]
+    assert take_snapshot(Shaped(META=environ, scope=scope)).path == "/x"  # type: ignore[union-attr]
+    assert take_snapshot(Shaped(environ="not a mapping")) is None
+
+
 def test_a_capture_is_not_changed_by_what_the_app_does_to_the_request_afterwards() -> None:
     # The worker reduces a capture later: by then middleware may have edited the request
     # (Starlette's MutableHeaders edits the scope's header list in place).

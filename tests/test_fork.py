@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import PocketBaseServer
-from skopos import SkoposSDK
+from conftest import PocketBaseServer, start_sdk
 from skopos._embedded import free_port
 from skopos._pb_client import PocketBaseClient
 from skopos._setup import Website
@@ -27,15 +26,8 @@ TESTS = Path(__file__).parent
 def test_a_forked_child_sends_its_own_calls_and_not_the_parents(
     pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website
 ) -> None:
-    sdk = SkoposSDK.init(
-        pocketbase_url=pocketbase.url,
-        site_id=website.tracking_id,
-        admin_email=pocketbase.email,
-        admin_password=pocketbase.password,
-        realtime=False,
-        batch=True,
-        batch_interval=3600,
-        max_batch_size=1000,
+    sdk = start_sdk(
+        pocketbase, website, strict=False, batch=True, batch_interval=3600, max_batch_size=1000
     )
     for n in range(3):  # held by the parent's worker when the fork happens
         sdk.track_api_event(environ("203.0.113.1"), page_view(website.domain, f"/parent/{n}"))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import PocketBaseServer
+from conftest import PocketBaseServer, start_sdk
 from skopos import SkoposSDK
 from skopos._pb_client import PocketBaseClient
 from skopos._setup import Website
@@ -87,16 +87,8 @@ def fuzz_target(
     spool_dir = tmp_path_factory.mktemp("fuzz-spool") if request.param == "spool" else None
     with pocketbase.client() as client:
         site = ensure_website(client, f"fuzz {request.param}", f"{request.param}.fuzz.example.test")
-        sdk = SkoposSDK.init(
-            spool_dir=spool_dir,
-            pocketbase_url=pocketbase.url,
-            site_id=site.tracking_id,
-            admin_email=pocketbase.email,
-            admin_password=pocketbase.password,
-            realtime=False,
-            strict=True,  # an internal error anywhere fails the test
-            js_error_batch_interval=0.5,
-        )
+        # strict: an internal error anywhere fails the test
+        sdk = start_sdk(pocketbase, site, spool_dir=spool_dir, js_error_batch_interval=0.5)
         yield sdk, site, client
         sdk.shutdown(timeout=10)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PocketBaseServer
+from conftest import PocketBaseServer, start_sdk
 from skopos import ConfigurationError, SkoposSDK
 from skopos._pb_client import PocketBaseClient
 from skopos._setup import Website
@@ -24,15 +24,7 @@ pytestmark = pytest.mark.pocketbase
 
 @pytest.fixture
 def sdk(pocketbase: PocketBaseServer, website: Website) -> Iterator[SkoposSDK]:
-    instance = SkoposSDK.init(
-        pocketbase_url=pocketbase.url,
-        site_id=website.tracking_id,
-        admin_email=pocketbase.email,
-        admin_password=pocketbase.password,
-        strict=True,
-        realtime=False,
-        trusted_proxies=["10.0.0.0/8"],
-    )
+    instance = start_sdk(pocketbase, website, trusted_proxies=["10.0.0.0/8"])
     yield instance
     instance.shutdown(timeout=5)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import PocketBaseServer
+from conftest import PocketBaseServer, start_sdk
 from skopos import SkoposSDK
 from skopos._identity import random_record_id
 from skopos._pb_client import PocketBaseClient
@@ -37,17 +37,7 @@ def sdks(pocketbase: PocketBaseServer, website: Website) -> Iterator[list[Skopos
 
 def _sdk(pocketbase: PocketBaseServer, website: Website) -> SkoposSDK:
     # Held until flush(): all calls reach the sessionizer in one batch.
-    return SkoposSDK.init(
-        pocketbase_url=pocketbase.url,
-        site_id=website.tracking_id,
-        admin_email=pocketbase.email,
-        admin_password=pocketbase.password,
-        strict=True,
-        realtime=False,
-        batch=True,
-        batch_interval=3600,
-        max_batch_size=1000,
-    )
+    return start_sdk(pocketbase, website, batch=True, batch_interval=3600, max_batch_size=1000)
 
 
 def _ip(number: int) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import PocketBaseServer
+from conftest import PocketBaseServer, start_sdk
 from fault_proxy import FaultProxy
 from skopos import SkoposSDK
 from skopos._pb_client import PocketBaseClient
@@ -55,16 +55,7 @@ def make_sdk() -> Iterator[MakeSdk]:
     made: list[SkoposSDK] = []
 
     def make(url: str, server: PocketBaseServer, site: Website, **options: Any) -> SkoposSDK:
-        settings: dict[str, Any] = {
-            "pocketbase_url": url,
-            "site_id": site.tracking_id,
-            "admin_email": server.email,
-            "admin_password": server.password,
-            "strict": True,
-            "realtime": False,
-            **options,
-        }
-        sdk = SkoposSDK.init(**settings)
+        sdk = start_sdk(server, site, url=url, **options)
         made.append(sdk)
         return sdk
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PocketBaseServer
+from conftest import PocketBaseServer, start_sdk
 from fault_proxy import FaultProxy
 from skopos import SkoposSDK
 from skopos._pb_client import PocketBaseClient
@@ -91,15 +91,7 @@ def host_process(
 
 
 def restarted_sdk(server: PocketBaseServer, website: Website, spool_dir: Path) -> SkoposSDK:
-    return SkoposSDK.init(
-        pocketbase_url=server.url,
-        site_id=website.tracking_id,
-        admin_email=server.email,
-        admin_password=server.password,
-        spool_dir=spool_dir,
-        realtime=False,
-        strict=True,
-    )
+    return start_sdk(server, website, spool_dir=spool_dir)
 
 
 def assert_trace_landed_once(pb: PocketBaseClient, website: Website, calls: int) -> None:
@@ -189,15 +181,7 @@ def test_shutdown_deadline_with_pocketbase_away_spools_and_the_next_start_writes
 ) -> None:
     calls = 300
     with FaultProxy(pocketbase.url, batches_fail) as proxy:
-        sdk = SkoposSDK.init(
-            pocketbase_url=proxy.url,
-            site_id=website.tracking_id,
-            admin_email=pocketbase.email,
-            admin_password=pocketbase.password,
-            spool_dir=tmp_path,
-            realtime=False,
-            strict=True,
-        )
+        sdk = start_sdk(pocketbase, website, url=proxy.url, spool_dir=tmp_path)
         send_trace(sdk, website.domain, calls)
         started = time.monotonic()
         sdk.shutdown(timeout=1.5)
@@ -227,16 +211,7 @@ def test_a_small_queue_drains_to_the_spool_during_an_outage(
         return "error" if down.is_set() and path == "/api/batch" else "pass"
 
     with FaultProxy(pocketbase.url, plan) as proxy:
-        sdk = SkoposSDK.init(
-            pocketbase_url=proxy.url,
-            site_id=website.tracking_id,
-            admin_email=pocketbase.email,
-            admin_password=pocketbase.password,
-            spool_dir=tmp_path,
-            max_queue_size=100,
-            realtime=False,
-            strict=True,
-        )
+        sdk = start_sdk(pocketbase, website, url=proxy.url, spool_dir=tmp_path, max_queue_size=100)
         sent = 0
         for _ in range(30):  # 1,500 calls, 15x the queue, while PocketBase refuses writes
             for _ in range(50):
@@ -260,13 +235,11 @@ def test_a_small_queue_drains_to_the_spool_during_an_outage(
 def test_a_forked_child_spools_its_own_calls_and_leaves_the_parents_alone(
     pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website, tmp_path: Path
 ) -> None:
-    sdk = SkoposSDK.init(
-        pocketbase_url=pocketbase.url,
-        site_id=website.tracking_id,
-        admin_email=pocketbase.email,
-        admin_password=pocketbase.password,
+    sdk = start_sdk(
+        pocketbase,
+        website,
+        strict=False,
         spool_dir=tmp_path,
-        realtime=False,
         batch=True,
         batch_interval=3600,
         max_batch_size=1000,

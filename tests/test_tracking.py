@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from conftest import PocketBaseServer
+from conftest import MakeSdk, PocketBaseServer
 from skopos import ConfigurationError, PocketBaseAuthError, PocketBaseUnreachable, SkoposSDK
 from skopos._embedded import free_port
 from skopos._pb_client import PocketBaseClient
@@ -30,32 +29,6 @@ from tracking_helpers import (
 )
 
 pytestmark = pytest.mark.pocketbase
-
-MakeSdk = Callable[..., SkoposSDK]
-
-
-@pytest.fixture
-def make_sdk(pocketbase: PocketBaseServer, website: Website) -> Iterator[MakeSdk]:
-    """SDK instances for the test's website (strict, realtime off unless asked), shut down after."""
-    made: list[SkoposSDK] = []
-
-    def make(**options: Any) -> SkoposSDK:
-        settings: dict[str, Any] = {
-            "pocketbase_url": pocketbase.url,
-            "site_id": website.tracking_id,
-            "admin_email": pocketbase.email,
-            "admin_password": pocketbase.password,
-            "strict": True,
-            "realtime": False,
-            **options,
-        }
-        sdk = SkoposSDK.init(**settings)
-        made.append(sdk)
-        return sdk
-
-    yield make
-    for sdk in made:
-        sdk.shutdown(timeout=5)
 
 
 def test_page_views_custom_events_and_sessions(

@@ -10,10 +10,11 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import PocketBaseServer
+from conftest import PocketBaseServer, start_sdk
 from skopos import SkoposSDK
 from skopos._pb_client import PocketBaseClient
 from skopos._setup import Website
@@ -31,17 +32,8 @@ pytestmark = pytest.mark.pocketbase
 TESTS = Path(__file__).parent
 
 
-def process_sdk(server: PocketBaseServer, website: Website, **extra: object) -> SkoposSDK:
-    return SkoposSDK.init(
-        pocketbase_url=server.url,
-        site_id=website.tracking_id,
-        admin_email=server.email,
-        admin_password=server.password,
-        realtime=False,
-        strict=True,
-        worker_process=True,
-        **extra,  # type: ignore[arg-type]
-    )
+def process_sdk(server: PocketBaseServer, website: Website, **extra: Any) -> SkoposSDK:
+    return start_sdk(server, website, worker_process=True, **extra)
 
 
 def test_a_trace_lands_exactly_as_in_process(
