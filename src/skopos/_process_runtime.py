@@ -2,9 +2,11 @@
 
 In-process, the worker's CPU (~20-100 µs an event) competes with the host's
 request threads for the GIL. With a worker process the host keeps only the
-request path (a snapshot and a put) and a feeder thread that ships calls as
-marshal frames over a pipe (~1 µs an event); validation, filtering, hashing,
-sessionizing and PocketBase run in ``skopos._worker_process``, on another core.
+request path (a capture and a put) and a feeder thread that ships calls as
+marshal frames over a pipe (~1 µs an event: captures cross undecoded, trimmed to
+the headers the worker reads); decoding, validation, filtering, hashing,
+sessionizing and PocketBase run in ``skopos._worker_process``, on another core,
+at a lower priority than the host (nice +10).
 The child reports what its ledger counted, and this side's ``Ledger`` adds it
 up, so ``flush`` and ``stats`` work as in-process.
 

@@ -243,6 +243,15 @@ def _capture_scope(scope: Mapping[str, Any]) -> ScopeCapture:
     return ScopeCapture(scope.get("client"), scope.get("path"), copied)
 
 
+# Where a request type keeps its environ or scope, learned the first time the type is seen
+# (framework request classes all have the same shape; an instance without the learned
+# attribute is searched): the failed getattr calls of the search cost a Flask proxy ~2 µs a
+# call, a Starlette Request 0.3 µs.
+_ATTRIBUTE_OF_TYPE: dict[type, str] = {}
+_MAX_REMEMBERED_TYPES = 64
+_SEARCHED = ("META", "environ", "scope")  # Django's ASGIRequest has META and scope: META wins
+
+
 def capture_request(request: object) -> CapturedRequest | None:
     """Capture any supported request (on the request thread); None for ``None`` or an
     unknown object.
@@ -251,18 +260,25 @@ def capture_request(request: object) -> CapturedRequest | None:
     (Django, also under ASGI), ``.environ`` (Werkzeug/Flask) or ``.scope``
     (Starlette/FastAPI).
     """
+    if type(request) is dict:
+        return _capture_mapping(request)
     if request is None:
         return None
-    if not isinstance(request, dict):
-        for attribute in ("META", "environ"):
-            environ = getattr(request, attribute, None)
-            if isinstance(environ, Mapping):
-                return _capture_environ(environ)
-        scope = getattr(request, "scope", None)
-        if isinstance(scope, Mapping):
-            return _capture_scope(scope)
-        if not isinstance(request, Mapping):
-            return None
+    attribute = _ATTRIBUTE_OF_TYPE.get(type(request))
+    if attribute is not None:
+        inner = getattr(request, attribute, None)
+        if isinstance(inner, Mapping):
+            return _capture_scope(inner) if attribute == "scope" else _capture_environ(inner)
+    for attribute in _SEARCHED:
+        inner = getattr(request, attribute, None)
+        if isinstance(inner, Mapping):
+            if len(_ATTRIBUTE_OF_TYPE) < _MAX_REMEMBERED_TYPES:
+                _ATTRIBUTE_OF_TYPE.setdefault(type(request), attribute)
+            return _capture_scope(inner) if attribute == "scope" else _capture_environ(inner)
+    return _capture_mapping(request) if isinstance(request, Mapping) else None
+
+
+def _capture_mapping(request: Mapping[str, Any]) -> CapturedRequest:
     return _capture_scope(request) if _is_scope(request) else _capture_environ(request)
 
 
