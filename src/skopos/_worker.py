@@ -180,7 +180,12 @@ class Worker:
             if flushing:
                 wake_at = 1
             elif pending:
-                wake_at = self._options.max_batch_size - pending
+                # A full batch waiting for the writer: only the writer (or a flush) wakes
+                # us. (wake_at <= 0 made take() return at once: a busy loop for as long as
+                # PocketBase took to commit, the GIL taken from the host all along.)
+                wake_at = (
+                    max(self._options.max_batch_size - pending, 0) or self._options.max_queue_size
+                )
             elif self._clock() - self._last_call < POLL_AFTER_CALLS:
                 wake_at = self._options.max_batch_size
                 wait = min(wait, _LINGER)
