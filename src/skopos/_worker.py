@@ -192,6 +192,11 @@ class Worker:
             else:
                 wake_at = 1
             calls = self._held + self._queue.take(limit, wait, wake_at=wake_at)
+        if not flushing and (self._flush.is_set() or self._stop.is_set()):
+            # It woke the take() above: served by this round, not after the next wait.
+            generation = self._ledger.flush_requested
+            stopping = self._stop.is_set()
+            flushing = True
         self._held = []
         if calls:
             self._last_call = self._clock()
@@ -224,8 +229,13 @@ class Worker:
         if idle and flushing:
             self._ledger.complete_flush(generation)
         if idle and stopping:
+            if spool is not None and spool.own_outstanding:
+                # The writer gave up at the deadline and left its batch in the spool.
+                self._give_up()
             return True
-        if idle and flushing:
+        if idle and flushing and self._ledger.flush_requested == generation:
+            # Only when no flush came in during this round (it woke the take() above, after
+            # ``generation`` was read): clearing then left that flush to the next 1 s wake-up.
             self._flush.clear()
         if self._deadline_passed():
             self._give_up()

@@ -1,4 +1,4 @@
-"""The worker sleeps while it has nothing it can do (a real PocketBase behind a slow link)."""
+"""The worker waits when it has nothing it can do, and only then (a real PocketBase)."""
 
 from __future__ import annotations
 
@@ -55,3 +55,22 @@ def test_a_full_batch_waiting_for_a_slow_write_costs_no_cpu(
         finally:
             sdk.shutdown(timeout=10)
     assert cpu < 0.2 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s while waiting for PocketBase"
+
+
+def test_a_flush_of_an_idle_worker_returns_at_once(
+    pocketbase: PocketBaseServer, website: Website
+) -> None:
+    # The flush wakes the worker out of its wait; it took the next 1 s wake-up to notice.
+    sdk = start_sdk(pocketbase, website)
+    try:
+        sdk.track_api_event(environ("198.51.100.1"), page_view(website.domain, "/"))
+        assert sdk.flush(timeout=30)
+        durations = []
+        for _ in range(5):
+            time.sleep(0.2)  # the worker is back in its wait
+            started = time.monotonic()
+            assert sdk.flush(timeout=30)
+            durations.append(time.monotonic() - started)
+    finally:
+        sdk.shutdown(timeout=10)
+    assert max(durations) < 0.3, durations
