@@ -332,6 +332,12 @@ class Sessionizer:
 
     def deferred_touches(self, now: float, *, everything: bool = False) -> list[PendingWrite]:
         """The deferred touches that are due at ``now`` (epoch seconds), or all of them."""
+        if not self._deferred:
+            return []
+        if not everything and now - next(iter(self._deferred.values())).written_activity < (
+            self.touch_interval
+        ):
+            return []  # the oldest is not due: nothing is (called every worker round)
         due: list[PendingWrite] = []
         for session_id, state in list(self._deferred.items()):
             if not everything and now - state.written_activity < self.touch_interval:

@@ -260,7 +260,10 @@ class Worker:
             due = min(due, self._oldest_activity + self._hold_for())
         if self._errors.occurrences:
             due = min(due, self._errors_due)
-        if self._sessionizer.has_deferred and writer_ready:
+        if self._sessionizer.has_deferred and writer_ready and not self._activities:
+            # The quiet moment only counts with no activity held (see _step): counting it
+            # anyway made the wait 0 until a held batch was due (batch=True: up to 10 s of
+            # busy loop).
             due = min(due, self._last_call + _QUIET)
         return max(0.0, due - now)
 
