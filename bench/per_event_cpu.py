@@ -46,6 +46,7 @@ VISITORS = 1000
 
 def measure(repeat: int) -> dict[str, float]:
     """Microseconds per call of every item, with whichever ``skopos`` is on sys.path."""
+    from skopos import _snapshot
     from skopos._activity import TrackCall
     from skopos._client_ip import TrustedProxies, resolve_client_ip
     from skopos._identity import VisitorHasher, derive_record_id, random_record_id
@@ -53,7 +54,10 @@ def measure(repeat: int) -> dict[str, float]:
     from skopos._pipeline import Pipeline
     from skopos._queue import WorkQueue
     from skopos._site_rules import SiteRules
-    from skopos._snapshot import snapshot_from_environ, snapshot_from_scope, take_snapshot
+
+    # capture_request since 2026-12-02; older trees (--against) snapshot on the request thread.
+    capture = getattr(_snapshot, "capture_request", _snapshot.take_snapshot)
+    take_snapshot = _snapshot.take_snapshot
 
     def best(function: Callable[[], object], number: int = 2000) -> float:
         return min(timeit.repeat(function, number=number, repeat=repeat)) / number * 1e6
@@ -82,7 +86,7 @@ def measure(repeat: int) -> dict[str, float]:
         TrackCall(
             "api",
             "bench",
-            snapshot_from_scope(asgi_scope(client_ip(i), user_agent(i))),
+            capture(asgi_scope(client_ip(i), user_agent(i))),
             as_beacon(page_payload(PATHS[i % len(PATHS)])),
         )
         for i in range(VISITORS)
@@ -101,9 +105,9 @@ def measure(repeat: int) -> dict[str, float]:
     peer, trusted = client_ip(7), TrustedProxies()
     agent = user_agent(7)
     return {
-        "request: snapshot_from_scope (16 headers)": best(lambda: snapshot_from_scope(scope)),
-        "request: snapshot_from_environ": best(lambda: snapshot_from_environ(wsgi)),
-        "request: take_snapshot (ASGI scope)": best(lambda: take_snapshot(scope)),
+        "request: capture (ASGI scope, 16 headers)": best(lambda: capture(scope)),
+        "request: capture (WSGI environ)": best(lambda: capture(wsgi)),
+        "capture + reduce to a snapshot (ASGI scope)": best(lambda: take_snapshot(scope)),
         "request: WorkQueue.put": best(lambda: queue.put(1), number=20000),
         "worker: validate_payload (beacon bytes)": best(lambda: validate_payload(body)),
         "worker: is_localhost": best(lambda: is_localhost(DOMAIN)),

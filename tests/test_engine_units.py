@@ -16,12 +16,7 @@ from skopos._ip_rules import IpBlacklist
 from skopos._js_errors import ErrorAggregator, error_hash, top_frame
 from skopos._queue import WorkQueue
 from skopos._site_rules import SiteRules
-from skopos._snapshot import (
-    capture_request,
-    snapshot_from_environ,
-    snapshot_from_scope,
-    take_snapshot,
-)
+from skopos._snapshot import capture_request, take_snapshot
 
 REQUIRED = {
     "pocketbase_url": "http://127.0.0.1:8090",
@@ -86,7 +81,8 @@ def test_environ_snapshot_copies_only_what_it_needs() -> None:
         "HTTP_COOKIE": "session=secret",
         "wsgi.input": object(),
     }
-    snap = snapshot_from_environ(environ)
+    snap = take_snapshot(environ)
+    assert snap is not None
     assert (snap.peer, snap.path, snap.accept_language) == ("203.0.113.5", "/api/event", "de")
     assert snap.user_agent is not None
     assert len(snap.user_agent) == 1024
@@ -107,7 +103,8 @@ def test_scope_snapshot_joins_repeated_headers() -> None:
             (b"only-one",),
         ],
     }
-    snap = snapshot_from_scope(scope)
+    snap = take_snapshot(scope)
+    assert snap is not None
     assert (snap.peer, snap.path, snap.user_agent) == ("2001:db8::1", "/e", "Mozilla/5.0")
     assert snap.x_forwarded_for == "1.1.1.1, 2.2.2.2"
 

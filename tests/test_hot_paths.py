@@ -38,7 +38,7 @@ from skopos._payload import (
 from skopos._pipeline import Pipeline
 from skopos._queue import WorkQueue
 from skopos._site_rules import SiteRules
-from skopos._snapshot import MAX_HEADER_LENGTH, RequestSnapshot, snapshot_from_scope
+from skopos._snapshot import MAX_HEADER_LENGTH, RequestSnapshot, take_snapshot
 
 # -- ASGI snapshot ---------------------------------------------------------------------------
 
@@ -54,7 +54,8 @@ def test_scope_snapshot_decodes_values_as_latin1_and_cuts_long_ones() -> None:
             (b"sec-fetch-mode", memoryview(b"cors")),  # not bytes: ignored, as before
         ],
     }
-    snap = snapshot_from_scope(scope)
+    snap = take_snapshot(scope)
+    assert snap is not None
     assert snap.user_agent == exact.decode()
     assert snap.accept_language == "x" * MAX_HEADER_LENGTH
     assert snap.sec_ch_ua == "\xe9t\xe9"
@@ -78,7 +79,8 @@ def test_scope_snapshot_header_names_in_any_case_and_shape() -> None:
             [b"cf-ipcountry", b"DE"],
         ],
     }
-    snap = snapshot_from_scope(scope)
+    snap = take_snapshot(scope)
+    assert snap is not None
     assert snap.x_forwarded_for == "1.1.1.1, 2.2.2.2"
     assert snap.x_real_ip == "3.3.3.3"
     assert snap.user_agent is None
@@ -89,7 +91,8 @@ def test_scope_snapshot_header_names_in_any_case_and_shape() -> None:
 
 def test_scope_snapshot_joined_repeats_stay_bounded() -> None:
     half = b"b" * (MAX_HEADER_LENGTH - 10)
-    snap = snapshot_from_scope({"type": "http", "headers": [(b"x-real-ip", half)] * 3})
+    snap = take_snapshot({"type": "http", "headers": [(b"x-real-ip", half)] * 3})
+    assert snap is not None
     assert snap.x_real_ip is not None
     assert len(snap.x_real_ip) == MAX_HEADER_LENGTH
     assert snap.x_real_ip.startswith(half.decode() + ", bbb")

@@ -33,8 +33,6 @@ __all__ = [
     "RequestSnapshot",
     "ScopeCapture",
     "capture_request",
-    "snapshot_from_environ",
-    "snapshot_from_scope",
     "take_snapshot",
 ]
 
@@ -148,11 +146,6 @@ def _capture_environ(environ: Mapping[str, Any]) -> EnvironCapture:
     return EnvironCapture([get(key) for key in _ENVIRON_CAPTURE])
 
 
-def snapshot_from_environ(environ: Mapping[str, Any]) -> RequestSnapshot:
-    """Snapshot a WSGI environ (Flask ``request.environ``, Django ``request.META``)."""
-    return _capture_environ(environ).snapshot()
-
-
 class ScopeCapture:
     """An ASGI scope's client, path and headers, copied by reference, not yet decoded."""
 
@@ -166,7 +159,30 @@ class ScopeCapture:
 
     def snapshot(self) -> RequestSnapshot:
         """The ``RequestSnapshot`` of the captured scope (on the worker)."""
-        return _snapshot_of_scope_parts(self.client, self.path, self.headers)
+        client, path = self.client, self.path
+        peer = client[0] if isinstance(client, (tuple, list)) and client else None
+        snap = RequestSnapshot(
+            peer if isinstance(peer, str) else None,
+            path[:MAX_PATH_LENGTH] if isinstance(path, str) else "",
+        )
+        for item in self.headers:
+            try:
+                name, value = item
+            except (TypeError, ValueError):
+                continue
+            attr = _attribute_of_header(name)
+            if attr is None or not isinstance(value, (bytes, bytearray)):
+                continue
+            previous = getattr(snap, attr)
+            # Slicing only when needed: most values are short, and decode copies anyway.
+            if len(value) > MAX_HEADER_LENGTH:
+                value = value[:MAX_HEADER_LENGTH]
+            text = value.decode("latin-1")
+            # Repeated headers combine with a comma, as HTTP says they may.
+            setattr(
+                snap, attr, text if previous is None else f"{previous}, {text}"[:MAX_HEADER_LENGTH]
+            )
+        return snap
 
     def wanted_headers(self) -> list[Any]:
         """The headers ``snapshot`` reads, undecoded (what crosses a pipe: no cookies)."""
@@ -174,10 +190,10 @@ class ScopeCapture:
         for item in self.headers:
             try:
                 name = item[0]
-                if name in _HEADERS or (not name.islower() and bytes(name).lower() in _HEADERS):
-                    kept.append(item)
-            except (TypeError, ValueError, AttributeError, IndexError):
+            except (TypeError, IndexError, KeyError):
                 continue
+            if _attribute_of_header(name) is not None:
+                kept.append(item)
         return kept
 
     def __repr__(self) -> str:
@@ -188,44 +204,16 @@ class ScopeCapture:
 CapturedRequest = EnvironCapture | ScopeCapture
 
 
-def snapshot_from_scope(scope: Mapping[str, Any]) -> RequestSnapshot:
-    """Snapshot an ASGI scope (Starlette/FastAPI ``request.scope``)."""
-    return _snapshot_of_scope_parts(scope.get("client"), scope.get("path"), scope.get("headers"))
-
-
-def _snapshot_of_scope_parts(client: object, path: object, headers: object) -> RequestSnapshot:
-    peer = client[0] if isinstance(client, (tuple, list)) and client else None
-    snap = RequestSnapshot(
-        peer if isinstance(peer, str) else None,
-        path[:MAX_PATH_LENGTH] if isinstance(path, str) else "",
-    )
-    if not isinstance(headers, Iterable) or isinstance(headers, (str, bytes, bytearray)):
-        return snap
-    lookup = _HEADERS.get
-    for item in headers:
-        try:
-            name, value = item
-            # ASGI servers send lower-case names: lowercase only on a miss (58% of the call).
-            attr = lookup(name)
-            if attr is None:
-                if name.islower():
-                    continue
-                attr = lookup(bytes(name).lower())
-                if attr is None:
-                    continue
-        except (TypeError, ValueError, AttributeError):
-            continue
-        if isinstance(value, (bytes, bytearray)):
-            previous = getattr(snap, attr)
-            # Slicing only when needed: most values are short, and decode copies anyway.
-            if len(value) > MAX_HEADER_LENGTH:
-                value = value[:MAX_HEADER_LENGTH]
-            text = value.decode("latin-1")
-            # Repeated headers combine with a comma, as HTTP says they may.
-            setattr(
-                snap, attr, text if previous is None else f"{previous}, {text}"[:MAX_HEADER_LENGTH]
-            )
-    return snap
+def _attribute_of_header(name: Any) -> str | None:
+    """The ``RequestSnapshot`` attribute header ``name`` feeds, if any (never raises: any
+    object may come in). ASGI servers send lower-case names: lowercased only on a miss."""
+    try:
+        attr = _HEADERS.get(name)  # an unhashable name raises TypeError
+        if attr is None and not name.islower():
+            attr = _HEADERS.get(bytes(name).lower())
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return attr
 
 
 def _is_scope(value: Mapping[str, Any]) -> bool:
@@ -233,14 +221,12 @@ def _is_scope(value: Mapping[str, Any]) -> bool:
 
 
 def _capture_scope(scope: Mapping[str, Any]) -> ScopeCapture:
-    headers = scope.get("headers")
-    if isinstance(headers, (list, tuple)):
-        copied = tuple(headers)
-    elif isinstance(headers, Iterable) and not isinstance(headers, (str, bytes, bytearray)):
-        copied = tuple(headers)  # the ASGI spec allows any iterable
-    else:
-        copied = ()
-    return ScopeCapture(scope.get("client"), scope.get("path"), copied)
+    headers: Any = scope.get("headers")
+    # The ASGI spec allows any iterable; lists (every server we know) take the cheap check.
+    iterable = isinstance(headers, (list, tuple)) or (
+        isinstance(headers, Iterable) and not isinstance(headers, (str, bytes, bytearray))
+    )
+    return ScopeCapture(scope.get("client"), scope.get("path"), tuple(headers) if iterable else ())
 
 
 # Where a request type keeps its environ or scope, learned the first time the type is seen

@@ -234,8 +234,8 @@ class Worker:
                 self._give_up()
             return True
         if idle and flushing and self._ledger.flush_requested == generation:
-            # Only when no flush came in during this round (it woke the take() above, after
-            # ``generation`` was read): clearing then left that flush to the next 1 s wake-up.
+            # Only when no flush was requested after ``generation`` was read (during the
+            # prepare or the writes above): clearing then would leave it to the next wake-up.
             self._flush.clear()
         if self._deadline_passed():
             self._give_up()
