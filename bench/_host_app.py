@@ -1,13 +1,18 @@
-"""The host app of ``host_overhead.py`` and ``e2e_http.py``: two identical endpoints, one tracked.
+"""The host app of ``host_overhead.py`` and ``e2e_http.py``: endpoints alike but for one call.
 
 - ``POST /api/event``: reads the body and calls ``skopos.track_api_event(request, body)``,
   answers 204 (what README.md shows for each framework);
 - ``POST /api/plain``: the same without the call, the reference;
+- ``POST /api/control``: identical to ``/api/plain``; plain vs control is the noise floor;
+- ``POST /api/call-only``: builds what ``track_api_event`` queues (the request's capture and
+  the call) and drops it: the call's own cost inside a server, without the queue, the
+  background threads or the objects a queued call keeps alive until it is shipped;
 - ``GET /__bench/flush``: flushes the SDK and returns its ``stats()`` as JSON;
 - ``GET /__bench/health``.
 
 ``asgi_app`` is Starlette (what FastAPI runs on), served by uvicorn; ``wsgi_app`` is Flask,
-served by gunicorn. The SDK takes every option from ``SKOPOS_*`` environment variables.
+served by gunicorn. The four endpoints share one route (``/api/{endpoint}``) so that routing
+costs them the same. The SDK takes every option from ``SKOPOS_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -20,8 +25,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from skopos import SkoposSDK
+from skopos._activity import TrackCall
+from skopos._snapshot import capture_request
 
-CALLS = {"event": 0, "plain": 0}  # requests each endpoint served in this process
+# requests each endpoint served in this process
+CALLS = {"event": 0, "plain": 0, "control": 0, "call-only": 0}
+
+
+def _call_only(sdk: SkoposSDK, request: object, body: bytes) -> None:
+    """What ``track_api_event`` does on the request thread, minus the put (private API:
+    this measures it, nothing else should do it)."""
+    TrackCall("api", sdk.options.site_id, capture_request(request), body)
 
 
 def _stats_json(sdk: SkoposSDK, flushed: bool) -> bytes:
@@ -49,15 +63,17 @@ def _starlette_app() -> Any:
         yield
         await state["sdk"].ashutdown()
 
-    async def event(request: Request) -> Response:
+    async def api(request: Request) -> Response:
+        # One route for every endpoint: each pays the same routing, only the work differs.
         body = await request.body()
-        state["sdk"].track_api_event(request, body)
-        CALLS["event"] += 1
-        return Response(status_code=204)
-
-    async def plain(request: Request) -> Response:
-        await request.body()
-        CALLS["plain"] += 1
+        endpoint = request.path_params["endpoint"]
+        if endpoint not in CALLS:
+            return Response(status_code=404)
+        if endpoint == "event":
+            state["sdk"].track_api_event(request, body)
+        elif endpoint == "call-only":
+            _call_only(state["sdk"], request, body)
+        CALLS[endpoint] += 1
         return Response(status_code=204)
 
     async def flush(request: Request) -> Response:
@@ -69,8 +85,7 @@ def _starlette_app() -> Any:
 
     return Starlette(
         routes=[
-            Route("/api/event", event, methods=["POST"]),
-            Route("/api/plain", plain, methods=["POST"]),
+            Route("/api/{endpoint}", api, methods=["POST"]),
             Route("/__bench/flush", flush),
             Route("/__bench/health", health),
         ],
@@ -92,16 +107,17 @@ def _flask_app() -> Any:
             sdks.append(SkoposSDK.init())
         return sdks[0]
 
-    @app.post("/api/event")
-    def event() -> tuple[str, int]:
-        sdk().track_api_event(request, request.get_data())
-        CALLS["event"] += 1  # approximate under threads; only for the benchmark's notes
-        return "", 204
-
-    @app.post("/api/plain")
-    def plain() -> tuple[str, int]:
-        request.get_data()
-        CALLS["plain"] += 1
+    @app.post("/api/<endpoint>")
+    def api(endpoint: str) -> tuple[str, int]:
+        # One route for every endpoint: each pays the same routing, only the work differs.
+        body = request.get_data()
+        if endpoint not in CALLS:
+            return "", 404
+        if endpoint == "event":
+            sdk().track_api_event(request, body)
+        elif endpoint == "call-only":
+            _call_only(sdk(), request, body)
+        CALLS[endpoint] += 1  # approximate under threads; only for the benchmark's notes
         return "", 204
 
     @app.get("/__bench/flush")

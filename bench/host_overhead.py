@@ -1,21 +1,30 @@
 """Host overhead: requests/s of an endpoint that calls ``track_api_event`` vs the same without.
 
-The app (``_host_app.py``) has two identical endpoints in one server process, ``POST
-/api/event`` (tracked) and ``POST /api/plain`` (not), so both runs share the process, its
-imports and its warm-up. Servers: Starlette under uvicorn (1 process) and Flask under gunicorn
-(1 ``gthread`` worker, 4 threads). Load: ``wrk`` (Debian package; 1 thread, 16 connections,
-keep-alive) posting a realistic sendBeacon body with 200 rotating browser user agents and an
-Accept-Language header; everything on 127.0.0.1. Runs alternate tracked/plain for several
-rounds; after each tracked run the SDK is flushed (untimed) so its backlog never steals CPU
-from the next run. The SDK writes to the no-op PocketBase of ``_common.py`` (its own process),
-so the comparison is the host's CPU with vs without the SDK in it; ``--pocketbase real``
-writes to a real PocketBase instead (which then also competes for the two cores).
+The app (``_host_app.py``) serves, in one server process, ``POST /api/event`` (tracked),
+``POST /api/plain`` (the reference), ``POST /api/control`` (identical to plain: plain vs
+control is the noise floor of the run) and ``POST /api/call-only`` (builds what a tracking
+call queues and drops it: the call's own cost inside a server), so every run shares the
+process, its imports and its warm-up. Servers: Starlette under uvicorn (1 process) and Flask
+under gunicorn (1 ``gthread`` worker, 4 threads). Load: ``wrk`` (Debian package; 1 thread, 16
+connections, keep-alive) posting a realistic sendBeacon body with 200 rotating browser user
+agents and an Accept-Language header; everything on 127.0.0.1.
 
-Reports requests/s, the ratio tracked/plain (target >= 0.95), the CPU of the server, of wrk
-and of the PocketBase side, and what the SDK did with the tracked requests (written, or
-dropped as ``queue_full`` when the worker could not keep up).
+Short runs, many rounds: each round runs the four endpoints once (3 s each, in an order that
+rotates from round to round) and each endpoint's rate is divided by the plain rate of its own
+round, so the machine's slow drifts cancel; the verdict is the median of those paired ratios.
+After each tracked run the SDK is flushed (untimed) so its backlog never steals CPU from the
+next run. The SDK writes to the no-op
+PocketBase of ``_common.py`` (its own process), so the comparison is the host's CPU with vs
+without the SDK in it; ``--pocketbase real`` writes to a real PocketBase instead (which then
+also competes for the two cores).
 
-    .venv/bin/python bench/host_overhead.py                  # ~3 minutes
+Reports requests/s, the paired ratios (target >= 0.95 for tracked/plain), the CPU of the
+server, of its own process (per request), of wrk and of the PocketBase side, and what the SDK
+did with the tracked requests (written, or dropped as ``queue_full`` when the worker could not
+keep up).
+
+    .venv/bin/python bench/host_overhead.py                  # ~4 minutes
+    .venv/bin/python bench/host_overhead.py --server uvicorn --worker-process --pin
     .venv/bin/python bench/host_overhead.py --server uvicorn --seconds 5 --profile
 """
 
@@ -76,6 +85,25 @@ def tree_cpu(pid: int) -> float:
             total += cpu_seconds(current)
         todo.extend(children.get(current, []))
     return total
+
+
+def thread_cpu(pid: int) -> dict[int, int]:
+    """Nanoseconds on a CPU of each live thread of ``pid`` (``/proc/<pid>/task/*/schedstat``:
+    exact, where ``stat``'s ticks are 10 ms)."""
+    found: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            found[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+    return found
+
+
+def split_cpu(pid: int, before: dict[int, int], requests: int) -> tuple[float, float]:
+    """Microseconds a request on ``pid``'s main thread and on its other threads since
+    ``before`` (a thread that ended meanwhile is not counted)."""
+    after = thread_cpu(pid)
+    main = after.get(pid, 0) - before.get(pid, 0)
+    others = sum(ns - before.get(tid, 0) for tid, ns in after.items() if tid != pid)
+    return main / 1e3 / max(requests, 1), others / 1e3 / max(requests, 1)
 
 
 def wrk_script(directory: Path) -> Path:
@@ -211,31 +239,55 @@ def pin_cores(server: Server, pb_pid: int) -> str:
     return f"pinned: the app (pid {app}) to CPU 0; pids {sorted(others)}, wrk to CPU 1"
 
 
+ENDPOINTS = ("plain", "event", "control", "call-only")
+
+
+def rotated(round_index: int) -> tuple[str, ...]:
+    """Round r runs the endpoints starting at the r-th: each endpoint takes every place in
+    the order equally often, so no endpoint always follows (or precedes) a tracked run."""
+    shift = round_index % len(ENDPOINTS)
+    return ENDPOINTS[shift:] + ENDPOINTS[:shift]
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
 def measure(kind: str, env: dict[str, str], pb_pid: int, args: argparse.Namespace) -> bool:
     scratch = tempfile.TemporaryDirectory(prefix="skopos-bench-wrk-")
     script = wrk_script(Path(scratch.name))
-    rates: dict[str, list[float]] = {"plain": [], "event": []}
+    rates: dict[str, list[float]] = {path: [] for path in ENDPOINTS}
+    costs: dict[str, list[float]] = {path: [] for path in ENDPOINTS}
+    # uvicorn: the main thread is the event loop, so the request thread; the rest is ours.
+    splits: dict[str, list[tuple[float, float]]] = {path: [] for path in ENDPOINTS}
     with scratch, contextlib.ExitStack() as stack, Server(kind, env) as server:
         # Warm-up (untimed): imports, caches, connections.
-        for path in ("plain", "event"):
+        for path in ENDPOINTS:
             run_wrk(f"{server.url}/api/{path}", script, 2, args.connections)
         if args.pin:
             stack.callback(os.sched_setaffinity, 0, os.sched_getaffinity(0))
             print("  " + pin_cores(server, pb_pid))
         before = server.stats()
         for round_index in range(args.rounds):
-            order = ("plain", "event") if round_index % 2 == 0 else ("event", "plain")
-            for path in order:
+            for path in rotated(round_index):
                 app_pid = server_pid(server)
                 server_cpu, pb_cpu = tree_cpu(server.process.pid), cpu_seconds(pb_pid)  # type: ignore[union-attr]
                 app_cpu = cpu_seconds(app_pid)
+                threads = thread_cpu(app_pid)
                 result = run_wrk(f"{server.url}/api/{path}", script, args.seconds, args.connections)
                 server_cpu = (tree_cpu(server.process.pid) - server_cpu) / args.seconds  # type: ignore[union-attr]
                 app_cpu = (cpu_seconds(app_pid) - app_cpu) / args.seconds
+                splits[path].append(split_cpu(app_pid, threads, int(result["requests"])))
                 pb_cpu = (cpu_seconds(pb_pid) - pb_cpu) / args.seconds
                 rates[path].append(result["rps"])
+                app_cost = app_cpu * 1e6 / result["rps"] if result["rps"] else float("nan")
+                costs[path].append(app_cost)
                 note = ""
                 if path == "event":
+                    # Untimed: the SDK's backlog never steals CPU from the next run. Its
+                    # threads still poll for POLL_AFTER_CALLS: 0.6 us of CPU a request of
+                    # the next run (measured, uvicorn); a pause here would cost more, as a
+                    # run after an idle pause runs faster on this VM (control/plain 1.12).
                     stats = server.stats()
                     accepted = stats["accepted"] - before["accepted"]
                     written = stats["written"] - before["written"]
@@ -247,11 +299,11 @@ def measure(kind: str, env: dict[str, str], pb_pid: int, args: argparse.Namespac
                 errors = result["socket_errors"]
                 cost = server_cpu * 1e6 / result["rps"] if result["rps"] else float("nan")
                 print(
-                    f"  {kind:<8} /api/{path:<6} {result['rps']:8.0f} req/s"
+                    f"  {kind:<8} round {round_index + 1} /api/{path:<9} {result['rps']:8.0f} req/s"
                     f" ({result['requests']} requests, non-2xx {result['non_2xx']}"
                     f"{', socket errors ' + errors if errors else ''});"
                     f" CPU: server {server_cpu:.2f} ({cost:.0f} us/request; the app's own"
-                    f" process {app_cpu:.2f}), wrk"
+                    f" process {app_cpu:.2f}, {app_cost:.0f} us/request), wrk"
                     f" {result['wrk_cpu']:.2f}, PocketBase side {pb_cpu:.2f} cores{note}"
                 )
         if args.profile:
@@ -264,13 +316,41 @@ def measure(kind: str, env: dict[str, str], pb_pid: int, args: argparse.Namespac
                 print(f"  py-spy of the {kind} server during a tracked run, {what}: {shares}")
                 for thread in ("skopos-worker", "skopos-feeder", "MainThread"):
                     print("    " + spy.report(thread, 12).replace("\n", "\n    "))
-    plain = statistics.median(rates["plain"])
-    event = statistics.median(rates["event"])
-    ratio = event / plain
+    # Each run against the untracked run of its own round: slow drifts of the machine cancel.
+    paired = {
+        path: [rate / plain for rate, plain in zip(rates[path], rates["plain"], strict=True)]
+        for path in ENDPOINTS
+    }
+    plain_cost = statistics.median(costs["plain"])
+    print(
+        f"  {kind}: per-round ratios to /api/plain, median (min-max) of {args.rounds}:"
+        f" control {spread(paired['control'])} (the noise floor: the same endpoint),"
+        f" call-only {spread(paired['call-only'])}, tracked {spread(paired['event'])}"
+    )
+    print(
+        f"  {kind}: the app process's CPU per request, median: plain {plain_cost:.1f} us,"
+        + "".join(
+            f" {path} {statistics.median(costs[path]) - plain_cost:+.1f} us"
+            for path in ENDPOINTS[1:]
+        )
+    )
+    if kind == "uvicorn":
+        main = {path: statistics.median(m for m, _ in splits[path]) for path in ENDPOINTS}
+        rest = {path: statistics.median(o for _, o in splits[path]) for path in ENDPOINTS}
+        print(
+            f"  {kind}: CPU per request by thread, median: the event loop (request thread)"
+            f" plain {main['plain']:.1f} us,"
+            + "".join(f" {path} {main[path] - main['plain']:+.1f} us" for path in ENDPOINTS[1:])
+            + f"; the other threads (the SDK's) plain {rest['plain']:.1f} us,"
+            + "".join(f" {path} {rest[path] - rest['plain']:+.1f} us" for path in ENDPOINTS[1:])
+        )
+    ratio = statistics.median(paired["event"])
     ok = ratio >= TARGET_RATIO
     print(
-        f"RESULT host_overhead {kind}: tracked {event:.0f} req/s vs plain {plain:.0f} req/s"
-        f" (medians of {args.rounds}), ratio {ratio:.3f} (target >= {TARGET_RATIO}): {verdict(ok)}"
+        f"RESULT host_overhead {kind}: tracked {statistics.median(rates['event']):.0f} req/s vs"
+        f" plain {statistics.median(rates['plain']):.0f} req/s, ratio {ratio:.3f} (median of"
+        f" {args.rounds} paired rounds; noise floor {statistics.median(paired['control']):.3f})"
+        f" (target >= {TARGET_RATIO}): {verdict(ok)}"
     )
     return ok
 
@@ -278,8 +358,8 @@ def measure(kind: str, env: dict[str, str], pb_pid: int, args: argparse.Namespac
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--server", choices=("uvicorn", "gunicorn", "both"), default="both")
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=3, help="per run (wrk takes whole seconds)")
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--pocketbase", choices=("noop", "real"), default="noop")
     parser.add_argument("--profile", action="store_true", help="py-spy the server, tracked")

@@ -9,8 +9,9 @@ import pytest
 
 from conftest import PocketBaseServer, start_sdk
 from fault_proxy import FaultProxy
+from skopos._pb_client import PocketBaseClient
 from skopos._setup import Website
-from tracking_helpers import environ, page_view
+from tracking_helpers import environ, page_view, site_events, site_sessions
 
 pytestmark = pytest.mark.pocketbase
 
@@ -74,3 +75,38 @@ def test_a_flush_of_an_idle_worker_returns_at_once(
     finally:
         sdk.shutdown(timeout=10)
     assert max(durations) < 0.3, durations
+
+
+def test_a_deferred_session_touch_behind_a_held_batch_costs_no_cpu(
+    pb: PocketBaseClient, pocketbase: PocketBaseServer, website: Website
+) -> None:
+    # batch=True: a continuing session's exitPath touch is deferred while a later call waits
+    # for its batch interval. Touches go out in a quiet moment (0.5 s without calls) only
+    # with no activity held, but the quiet moment still counted for the worker's wait: the
+    # wait was 0 from then until the held batch was due, a busy loop on the host's GIL.
+    domain = website.domain
+    sdk = start_sdk(pocketbase, website, batch=True, batch_interval=5.0, max_batch_size=2)
+    try:
+        ada = environ("198.51.100.1")
+        sdk.track_api_event(ada, page_view(domain, "/one"))
+        assert sdk.flush(timeout=30)  # Ada's session exists
+        sdk.track_api_event(ada, page_view(domain, "/two"))  # a touch of her session, deferred
+        sdk.track_api_event(environ("198.51.100.2"), page_view(domain, "/"))  # a full batch
+        deadline = time.monotonic() + 10
+        while sdk.stats().written < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sdk.stats().written == 3  # written at once, Ada's touch still deferred
+        sdk.track_api_event(environ("198.51.100.3"), page_view(domain, "/"))  # held for 5 s
+        time.sleep(0.7)  # now quiet, with a touch deferred and a batch held
+        cpu_before, wall_before = time.process_time(), time.monotonic()
+        time.sleep(2.5)
+        cpu = time.process_time() - cpu_before
+        wall = time.monotonic() - wall_before
+        assert sdk.stats().written == 3  # the batch is still held: the state under test
+        assert sdk.flush(timeout=30)
+    finally:
+        sdk.shutdown(timeout=10)
+    assert cpu < 0.2 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s with a touch deferred"
+    sessions = {s["entryPath"]: s for s in site_sessions(pb, website.id)}
+    assert sessions["/one"]["exitPath"] == "/two"  # and the deferred touch landed
+    assert len(site_events(pb, website.id)) == 4
