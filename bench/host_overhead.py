@@ -193,7 +193,7 @@ def server_pid(server: Server) -> int:
     return int(children[0]) if server.kind == "gunicorn" and children else pid
 
 
-def run_wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, float]:
+def run_wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script), url]
     output = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout

@@ -152,7 +152,7 @@ def reference_chunks(mix: Mix, site: str) -> tuple[list[list[BatchRequest]], lis
             chunk += [BatchRequest.update("sessions", s, {"exitPath": "/about"}) for s in sessions]
             chunks.append(chunk)
         return chunks, setup
-    chunk: list[BatchRequest] = []
+    chunk = []
     per_visitor = 2 + mix.events_per_visitor
     for _ in range(mix.visitors):
         _, sid, requests = _visitor_records(site, uuid.uuid4().hex)

@@ -105,10 +105,13 @@ def test_hostile_calls_never_raise_and_only_valid_records_land(
     sdk, site, _ = fuzz_target
     request = data.draw(requests())
     sdk.track_api_event(request, data.draw(payloads(site.domain)))
-    sdk.track_server_event(
-        request, data.draw(st.text(max_size=120) | json_values), data.draw(json_values)
-    )
-    sdk.identify(request, data.draw(st.text(max_size=300) | json_values), data.draw(json_values))
+    # Any: hostile calls break the annotations on purpose, as an untyped caller would.
+    event_name: Any = data.draw(st.text(max_size=120) | json_values)
+    custom_data: Any = data.draw(json_values)
+    sdk.track_server_event(request, event_name, custom_data)
+    user_id: Any = data.draw(st.text(max_size=300) | json_values)
+    traits: Any = data.draw(json_values)
+    sdk.identify(request, user_id, traits)
 
 
 def test_after_fuzzing_the_worker_is_alive_and_records_are_valid(

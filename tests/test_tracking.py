@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -317,7 +318,7 @@ def test_archiving_at_runtime_is_followed(
 
 
 def test_init_fails_fast_with_clear_errors(pocketbase: PocketBaseServer, website: Website) -> None:
-    base = {
+    base: dict[str, Any] = {
         "pocketbase_url": pocketbase.url,
         "admin_email": pocketbase.email,
         "admin_password": pocketbase.password,

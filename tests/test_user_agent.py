@@ -14,12 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from skopos import _user_agent
+from skopos._lru import LruCache
 from skopos._user_agent import (
     MAX_USER_AGENT_LENGTH,
     UNKNOWN,
     UNKNOWN_CLIENT,
     ClientInfo,
-    LruCache,
     UserAgentParser,
     device_family,
 )
@@ -263,4 +263,5 @@ def test_pure_python_fallback_gives_the_same_answers(monkeypatch: pytest.MonkeyP
     parser = UserAgentParser()
     for case in KNOWN:
         user_agent, expected = case.values
+        assert isinstance(user_agent, str)
         assert parser.parse(user_agent) == expected, case.id

@@ -17,16 +17,16 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import django
+import django  # type: ignore[import-untyped]
 import pytest
-from django.apps import apps
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpResponse
-from django.test import AsyncClient, Client, RequestFactory, override_settings
-from django.test.client import FakePayload
-from django.urls import include, path
+from django.apps import apps  # type: ignore[import-untyped]
+from django.conf import settings  # type: ignore[import-untyped]
+from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+from django.core.handlers.asgi import ASGIRequest  # type: ignore[import-untyped]
+from django.http import HttpResponse  # type: ignore[import-untyped]
+from django.test import AsyncClient, Client, RequestFactory, override_settings  # type: ignore[import-untyped]
+from django.test.client import FakePayload  # type: ignore[import-untyped]
+from django.urls import include, path  # type: ignore[import-untyped]
 
 from conftest import PocketBaseServer
 from skopos import ConfigurationError, SkoposSDK
@@ -124,7 +124,7 @@ def send(request: pytest.FixtureRequest) -> Send:
             "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
             "_body_file": FakePayload(body),
         }
-        return run_async(client.request(**scope))  # type: ignore[no-any-return]
+        return run_async(client.request(**scope))
 
     return send
 

@@ -236,7 +236,7 @@ def test_snapshot_of_a_flask_request() -> None:
         environ_base={"REMOTE_ADDR": "203.0.113.77"},
     )
     with context:
-        for candidate in (request, request._get_current_object()):  # the proxy and the object
+        for candidate in (request, request._get_current_object()):  # type: ignore[attr-defined]  # the proxy and the object
             snap = take_snapshot(candidate)
             assert snap is not None
             assert (snap.peer, snap.user_agent, snap.path) == ("203.0.113.77", CHROME, "/api/event")
