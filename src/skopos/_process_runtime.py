@@ -3,8 +3,9 @@
 In-process, the worker's CPU (~20-100 µs an event) competes with the host's
 request threads for the GIL. With a worker process the host keeps only the
 request path (a capture and a put) and a feeder thread that ships calls as
-marshal frames over a pipe (~1 µs an event: captures cross undecoded, trimmed to
-the headers the worker reads); decoding, validation, filtering, hashing,
+marshal frames over a pipe (captures cross undecoded, trimmed to the headers the
+worker reads: ~1.4 µs an event in a loop, 4-9 µs of the host's CPU in a busy
+uvicorn, bench/host_overhead.py); decoding, validation, filtering, hashing,
 sessionizing and PocketBase run in ``skopos._worker_process``, on another core,
 at a lower priority than the host (nice +10).
 The child reports what its ledger counted, and this side's ``Ledger`` adds it
