@@ -256,9 +256,9 @@ class LocalPocketBase:
     url: str = ""
 
     def __enter__(self) -> LocalPocketBase:
-        from skopos._embedded import EmbeddedPocketBase
-        from skopos._pb_client import PocketBaseClient
-        from skopos._setup import run_setup
+        from skopos._admin.embedded import EmbeddedPocketBase
+        from skopos._admin.setup import run_setup
+        from skopos._pocketbase.client import PocketBaseClient
 
         self._dir = tempfile.mkdtemp(prefix="skopos-bench-pb-")
         self.process = EmbeddedPocketBase(
@@ -281,8 +281,8 @@ class LocalPocketBase:
         return process.pid
 
     def website(self, name: str, domain: str = DOMAIN) -> Any:
-        """``skopos._setup.Website`` for ``domain`` (created on first use)."""
-        from skopos._setup import ensure_website
+        """``skopos._admin.setup.Website`` for ``domain`` (created on first use)."""
+        from skopos._admin.setup import ensure_website
 
         return ensure_website(self.client, name, domain)
 
@@ -311,7 +311,7 @@ class NoopPocketBase:
     """The no-op PocketBase look-alike in a child process; use as a context manager."""
 
     def __init__(self, domain: str = DOMAIN, store_raw_ip: bool = False) -> None:
-        from skopos._embedded import free_port
+        from skopos._admin.embedded import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -25,8 +25,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from skopos import SkoposSDK
-from skopos._activity import TrackCall
-from skopos._snapshot import capture_request
+from skopos._tracking.activity import TrackCall
+from skopos._tracking.snapshot import capture_request
 
 # requests each endpoint served in this process
 CALLS = {"event": 0, "plain": 0, "control": 0, "call-only": 0}

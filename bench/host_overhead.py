@@ -62,7 +62,7 @@ from _common import (
     verdict,
 )
 
-from skopos._embedded import free_port
+from skopos._admin.embedded import free_port
 
 HERE = Path(__file__).resolve().parent
 TARGET_RATIO = 0.95

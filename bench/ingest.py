@@ -54,8 +54,8 @@ from _common import (
 )
 
 from skopos import SkoposSDK
-from skopos._identity import derive_record_id, random_record_id
-from skopos._pb_client import BatchRequest
+from skopos._pocketbase.client import BatchRequest
+from skopos._tracking.identity import derive_record_id, random_record_id
 
 TARGET_RATIO = 0.8
 CHUNK = 1000  # requests per reference transaction

@@ -15,6 +15,7 @@ shared machine. No server is needed: the site rules come from a stub registry.
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import os
@@ -45,32 +46,49 @@ ROOT = Path(__file__).resolve().parent.parent
 VISITORS = 1000
 
 
+def _first_module(*names: str) -> Any:
+    """The first of ``names`` that imports."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+    raise ModuleNotFoundError(f"none of {names} in this tree")
+
+
 def measure(repeat: int) -> dict[str, float]:
     """Microseconds per call of every item, with whichever ``skopos`` is on sys.path."""
-    from skopos import _snapshot
-    from skopos._activity import TrackCall
-    from skopos._client_ip import TrustedProxies, resolve_client_ip
-    from skopos._identity import VisitorHasher, derive_record_id, random_record_id
-    from skopos._payload import host_matches_domain, is_localhost, validate_payload
-    from skopos._pipeline import Pipeline
     from skopos._queue import WorkQueue
-    from skopos._site_rules import SiteRules
+
+    # This tree's module names, or (--against an older revision) the flat layout before them.
+    snapshot = _first_module("skopos._tracking.snapshot", "skopos._snapshot")
+    TrackCall = _first_module("skopos._tracking.activity", "skopos._activity").TrackCall
+    client_ips = _first_module("skopos._tracking.client_ip", "skopos._client_ip")
+    TrustedProxies, resolve_client_ip = client_ips.TrustedProxies, client_ips.resolve_client_ip
+    identity = _first_module("skopos._tracking.identity", "skopos._identity")
+    VisitorHasher, derive_record_id = identity.VisitorHasher, identity.derive_record_id
+    random_record_id = identity.random_record_id
+    hosts = _first_module("skopos._tracking.hosts", "skopos._payload")
+    host_matches_domain, is_localhost = hosts.host_matches_domain, hosts.is_localhost
+    validate_payload = _first_module("skopos._tracking.payload", "skopos._payload").validate_payload
+    Pipeline = _first_module("skopos._tracking.pipeline", "skopos._pipeline").Pipeline
+    SiteRules = _first_module("skopos._tracking.site_rules", "skopos._site_rules").SiteRules
 
     # capture_request since 2026-12-02; older trees (--against) snapshot on the request thread.
-    capture: Any = getattr(_snapshot, "capture_request", _snapshot.take_snapshot)
-    take_snapshot = _snapshot.take_snapshot
+    capture: Any = getattr(snapshot, "capture_request", snapshot.take_snapshot)
+    take_snapshot = snapshot.take_snapshot
 
     def best(function: Callable[[], object], number: int = 2000) -> float:
         return min(timeit.repeat(function, number=number, repeat=repeat)) / number * 1e6
 
     class Sites:
-        def __init__(self, rules: SiteRules) -> None:
+        def __init__(self, rules: Any) -> None:
             self.rules = rules
 
-        def get(self, tracking_id: str) -> SiteRules:
+        def get(self, tracking_id: str) -> Any:
             return self.rules
 
-    def cycle(pipeline: Pipeline, calls: list[TrackCall]) -> Callable[[], object]:
+    def cycle(pipeline: Any, calls: list[Any]) -> Callable[[], object]:
         state = [0]
 
         def run() -> object:

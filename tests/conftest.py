@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from skopos import SkoposSDK
-from skopos._cli import main as skopos_cli
-from skopos._embedded import EmbeddedPocketBase
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website, ensure_website
+from skopos._admin.cli import main as skopos_cli
+from skopos._admin.embedded import EmbeddedPocketBase
+from skopos._admin.setup import Website, ensure_website
+from skopos._pocketbase.client import PocketBaseClient
 
 ADMIN_EMAIL = "admin@skopos.test"
 ADMIN_PASSWORD = "correct-horse-battery"

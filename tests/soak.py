@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fault_proxy import FaultProxy
 from skopos import SkoposSDK
-from skopos._embedded import EmbeddedPocketBase
-from skopos._pb_client import PocketBaseClient
-from skopos._pb_filter import pb_filter
-from skopos._setup import ensure_website, run_setup
+from skopos._admin.embedded import EmbeddedPocketBase
+from skopos._admin.setup import ensure_website, run_setup
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._pocketbase.filter import pb_filter
 from tracking_helpers import environ, page_view
 
 EMAIL, PASSWORD = "soak@skopos.test", "soak-password-123"

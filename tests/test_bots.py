@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skopos._bots import (
+from skopos._tracking.bots import (
     _CANARY_BROWSERS,
     _START,
     REASONS,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import skopos._client_ip
-from skopos._client_ip import (
+import skopos._tracking.client_ip
+from skopos._tracking.client_ip import (
     CLOUDFLARE_RANGES,
     FORWARDING_HEADERS,
     MAX_HOPS,
@@ -20,7 +20,7 @@ from skopos._client_ip import (
     TrustedProxies,
     resolve_client_ip,
 )
-from skopos._ip_rules import normalize_ip
+from skopos._tracking.ip_rules import normalize_ip
 
 CLOUDFLARE_EDGE = "173.245.48.10"
 CLOUDFLARE_EDGE_V6 = "2606:4700::6810:1"
@@ -37,7 +37,7 @@ def ip(text: str) -> IPv4Address | IPv6Address:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(skopos._client_ip).failed == 0
+    assert doctest.testmod(skopos._tracking.client_ip).failed == 0
 
 
 # --- TrustedProxies --------------------------------------------------------------------------

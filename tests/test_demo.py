@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from skopos._embedded import free_port
-from skopos._pb_client import PocketBaseClient
-from skopos._pb_filter import pb_filter
+from skopos._admin.embedded import free_port
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._pocketbase.filter import pb_filter
 
 pytestmark = pytest.mark.pocketbase
 SKOPOS = [sys.executable, "-m", "skopos"]
@@ -44,8 +44,8 @@ def test_demo_sets_up_a_site_and_is_repeatable(tmp_path: Path) -> None:
         httpx.get(f"http://127.0.0.1:{port}/api/health")  # --once stopped the server
 
     # The data survives in the demo directory.
-    from skopos._cli import DEMO_EMAIL, DEMO_PASSWORD
-    from skopos._embedded import EmbeddedPocketBase
+    from skopos._admin.cli import DEMO_EMAIL, DEMO_PASSWORD
+    from skopos._admin.embedded import EmbeddedPocketBase
 
     with (
         EmbeddedPocketBase(

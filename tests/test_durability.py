@@ -11,8 +11,8 @@ import pytest
 
 from conftest import PocketBaseServer, start_sdk
 from fault_proxy import FaultProxy
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website, ensure_website
+from skopos._admin.setup import Website, ensure_website
+from skopos._pocketbase.client import PocketBaseClient
 from tracking_helpers import environ, js_error, page_view, records, site_events, site_sessions
 
 pytestmark = pytest.mark.pocketbase

@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import pytest
 
 from skopos import ConfigurationError
-from skopos._activity import Activity
 from skopos._config import resolve_options
-from skopos._identity import VisitorHasher, derive_record_id, random_record_id
-from skopos._ip_rules import IpBlacklist
-from skopos._js_errors import ErrorAggregator, error_hash, top_frame
+from skopos._delivery.js_errors import ErrorAggregator, error_hash, top_frame
 from skopos._queue import WorkQueue
-from skopos._site_rules import SiteRules
-from skopos._snapshot import capture_request, take_snapshot
+from skopos._tracking.activity import Activity
+from skopos._tracking.identity import VisitorHasher, derive_record_id, random_record_id
+from skopos._tracking.ip_rules import IpBlacklist
+from skopos._tracking.site_rules import SiteRules
+from skopos._tracking.snapshot import capture_request, take_snapshot
 
 REQUIRED = {
     "pocketbase_url": "http://127.0.0.1:8090",
@@ -234,7 +234,7 @@ def test_aggregator_counts_per_site_and_group() -> None:
 
 
 def test_continuing_sessions_are_touched_at_most_every_touch_interval() -> None:
-    from skopos._sessions import Sessionizer
+    from skopos._delivery.sessions import Sessionizer
 
     rules = SiteRules("site", "t", None, False, False, False, IpBlacklist(None))
     sessions = Sessionizer(None, session_timeout=1800)  # type: ignore[arg-type]

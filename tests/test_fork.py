@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from conftest import PocketBaseServer, start_sdk
-from skopos._embedded import free_port
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website
+from skopos._admin.embedded import free_port
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
 from tracking_helpers import CHROME, environ, page_view, site_events
 
 pytestmark = pytest.mark.pocketbase

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from conftest import PocketBaseServer, start_sdk
 from skopos import SkoposSDK
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
 from tracking_helpers import site_events, site_sessions
 
 pytestmark = pytest.mark.pocketbase
@@ -82,7 +82,7 @@ def fuzz_target(
     pocketbase: PocketBaseServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[SkoposSDK, Website, PocketBaseClient]]:
-    from skopos._setup import ensure_website
+    from skopos._admin.setup import ensure_website
 
     spool_dir = tmp_path_factory.mktemp("fuzz-spool") if request.param == "spool" else None
     with pocketbase.client() as client:

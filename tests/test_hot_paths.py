@@ -20,25 +20,25 @@ from hypothesis import strategies as st
 
 import test_client_ip
 import test_payload
-from skopos import _client_ip, _identity
-from skopos._client_ip import ResolvedIp, TrustedProxies, resolve_client_ip
-from skopos._identity import VisitorHasher, random_record_id
-from skopos._ip_rules import IpBlacklist, normalize_ip
 from skopos._lru import LruCache
-from skopos._payload import (
+from skopos._queue import WorkQueue
+from skopos._tracking import client_ip as _client_ip
+from skopos._tracking import identity as _identity
+from skopos._tracking.client_ip import ResolvedIp, TrustedProxies, resolve_client_ip
+from skopos._tracking.hosts import (
     _HOSTNAME,
-    ValidPayload,
     _looks_like_ip,
     _normalize_host,
     host_matches_domain,
     is_localhost,
     normalize_domain,
-    validate_payload,
 )
-from skopos._pipeline import Pipeline
-from skopos._queue import WorkQueue
-from skopos._site_rules import SiteRules
-from skopos._snapshot import MAX_HEADER_LENGTH, RequestSnapshot, take_snapshot
+from skopos._tracking.identity import VisitorHasher, random_record_id
+from skopos._tracking.ip_rules import IpBlacklist, normalize_ip
+from skopos._tracking.payload import ValidPayload, validate_payload
+from skopos._tracking.pipeline import Pipeline
+from skopos._tracking.site_rules import SiteRules
+from skopos._tracking.snapshot import MAX_HEADER_LENGTH, RequestSnapshot, take_snapshot
 
 # -- ASGI snapshot ---------------------------------------------------------------------------
 

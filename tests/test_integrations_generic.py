@@ -12,8 +12,8 @@ import pytest
 
 from conftest import PocketBaseServer, start_sdk
 from skopos import ConfigurationError, SkoposSDK
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
 from skopos.integrations.asgi import SkoposMiddleware as AsgiMiddleware
 from skopos.integrations.endpoint import EndpointConfig, client_script
 from skopos.integrations.wsgi import SkoposMiddleware as WsgiMiddleware

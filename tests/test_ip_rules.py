@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import skopos._ip_rules
-from skopos._ip_rules import IpBlacklist, IpRangeSet, normalize_ip, parse_network
+import skopos._tracking.ip_rules
+from skopos._tracking.ip_rules import IpBlacklist, IpRangeSet, normalize_ip, parse_network
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(skopos._ip_rules).failed == 0
+    assert doctest.testmod(skopos._tracking.ip_rules).failed == 0
 
 
 # --- normalize_ip ----------------------------------------------------------------------------

@@ -15,11 +15,11 @@ import pytest
 
 from conftest import PocketBaseServer, start_sdk
 from skopos import SkoposSDK
-from skopos._identity import random_record_id
-from skopos._pb_client import PocketBaseClient
-from skopos._pb_filter import pb_filter
-from skopos._sessions import _LOOKUP_CHUNK, _any_of, pb_date
-from skopos._setup import Website
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._pocketbase.dates import pb_date
+from skopos._pocketbase.filter import ANY_OF_CHUNK, any_of, pb_filter
+from skopos._tracking.identity import random_record_id
 from tracking_helpers import environ, page_view, site_sessions
 
 pytestmark = pytest.mark.pocketbase
@@ -76,9 +76,9 @@ def records_of(pb: PocketBaseClient, collection: str, website_id: str) -> list[o
 
 
 def test_a_full_chunk_filter_is_accepted(pb: PocketBaseClient) -> None:
-    ids = [random_record_id() for _ in range(_LOOKUP_CHUNK)]
-    visitors = pb.list_records("visitors", filter=_any_of("id", ids), per_page=len(ids))
+    ids = [random_record_id() for _ in range(ANY_OF_CHUNK)]
+    visitors = pb.list_records("visitors", filter=next(any_of("id", ids)), per_page=len(ids))
     assert visitors.items == []
     cutoff = pb_filter("updated >= {:cutoff}", cutoff=pb_date(time.time() - 1800))
-    sessions = f"({_any_of('visitor', ids)}) && {cutoff}"
+    sessions = f"({next(any_of('visitor', ids))}) && {cutoff}"
     assert list(pb.iter_records("sessions", filter=sessions)) == []

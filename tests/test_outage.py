@@ -27,8 +27,8 @@ import pytest
 from conftest import PocketBaseServer, start_sdk
 from fault_proxy import FaultProxy
 from skopos import SkoposSDK
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website, ensure_website
+from skopos._admin.setup import Website, ensure_website
+from skopos._pocketbase.client import PocketBaseClient
 from tracking_helpers import (
     CHROME,
     FIREFOX,

@@ -16,17 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import skopos._payload
-from skopos._payload import (
+import skopos._tracking.hosts
+import skopos._tracking.payload
+from skopos._tracking.hosts import host_matches_domain, is_localhost, normalize_domain
+from skopos._tracking.payload import (
     EVENT_TYPES,
     MAX_CUSTOM_DATA_BYTES,
     MAX_RAW_BYTES,
     REJECTION_REASONS,
     Rejection,
     ValidPayload,
-    host_matches_domain,
-    is_localhost,
-    normalize_domain,
     validate_custom_data,
     validate_event_name,
     validate_payload,
@@ -231,7 +230,7 @@ def check(raw: object) -> ValidPayload | Rejection:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(skopos._payload).failed == 0
+    assert doctest.testmod(skopos._tracking.payload).failed == 0
 
 
 # --- raw bodies ------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from skopos import (
     PocketBaseValidationError,
     PocketBaseVersionError,
 )
-from skopos._embedded import free_port
-from skopos._pb_client import BatchRequest, PocketBaseClient
-from skopos._pb_filter import pb_filter
-from skopos._setup import Website
+from skopos._admin.embedded import free_port
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import BatchRequest, PocketBaseClient
+from skopos._pocketbase.filter import pb_filter
 
 pytestmark = pytest.mark.pocketbase
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skopos._pb_client import PocketBaseClient
-from skopos._pb_filter import pb_filter, quote_value
-from skopos._setup import Website
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._pocketbase.filter import pb_filter, quote_value
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from conftest import PocketBaseServer
-from skopos._pb_realtime import RealtimeEvent, RealtimeSubscription
+from skopos._pocketbase.realtime import RealtimeEvent, RealtimeSubscription
 
 pytestmark = pytest.mark.pocketbase
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from skopos._schema import collection_id, load_schema, plan_schema
+from skopos._admin.schema import collection_id, load_schema, plan_schema
 
 DASHBOARD_EXPORT = Path(__file__).parent / "data" / "skopos-dashboard-schema.json"
 SDK_COLLECTIONS = ["users", "websites", "visitors", "sessions", "events", "js_errors"]

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from conftest import PocketBaseServer
-from skopos._cli import main as skopos
-from skopos._embedded import free_port
-from skopos._pb_client import PocketBaseClient
-from skopos._schema import plan_schema
+from skopos._admin.cli import main as skopos
+from skopos._admin.embedded import free_port
+from skopos._admin.schema import plan_schema
+from skopos._pocketbase.client import PocketBaseClient
 
 pytestmark = pytest.mark.pocketbase
 

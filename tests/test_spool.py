@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from skopos._activity import Activity
-from skopos._ip_rules import IpBlacklist
-from skopos._site_rules import SiteRules
-from skopos._spool import (
+from skopos._delivery.spool import (
     SUFFIX,
     Spool,
     decode_line,
@@ -19,7 +16,10 @@ from skopos._spool import (
     from_ranges,
     to_ranges,
 )
-from skopos._user_agent import ClientInfo
+from skopos._tracking.activity import Activity
+from skopos._tracking.ip_rules import IpBlacklist
+from skopos._tracking.site_rules import SiteRules
+from skopos._tracking.user_agent import ClientInfo
 
 SITE = SiteRules("site0000000000a", "track", "example.test", False, False, False, IpBlacklist(None))
 

@@ -23,9 +23,9 @@ import pytest
 from conftest import PocketBaseServer, start_sdk
 from fault_proxy import FaultProxy
 from skopos import SkoposSDK
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website
-from skopos._spool import SUFFIX, decode_line
+from skopos._admin.setup import Website
+from skopos._delivery.spool import SUFFIX, decode_line
+from skopos._pocketbase.client import PocketBaseClient
 from spool_trace import expected_errors, expected_events, send_trace
 from tracking_helpers import environ as request_from
 from tracking_helpers import page_view, records, site_events, site_sessions

@@ -11,9 +11,9 @@ import pytest
 
 from conftest import MakeSdk, PocketBaseServer
 from skopos import ConfigurationError, PocketBaseAuthError, PocketBaseUnreachable, SkoposSDK
-from skopos._embedded import free_port
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website, ensure_website
+from skopos._admin.embedded import free_port
+from skopos._admin.setup import Website, ensure_website
+from skopos._pocketbase.client import PocketBaseClient
 from tracking_helpers import (
     CHROME,
     FIREFOX,

@@ -13,9 +13,9 @@ import ua_parser
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skopos import _user_agent
 from skopos._lru import LruCache
-from skopos._user_agent import (
+from skopos._tracking import user_agent as _user_agent
+from skopos._tracking.user_agent import (
     MAX_USER_AGENT_LENGTH,
     UNKNOWN,
     UNKNOWN_CLIENT,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import marshal
 import os
 
-from skopos._activity import TrackCall
-from skopos._snapshot import RequestSnapshot, capture_request
-from skopos._wire import call_from_wire, calls_frame, read_frame, write_encoded, write_frame
+from skopos._runtime.wire import call_from_wire, calls_frame, read_frame, write_encoded, write_frame
+from skopos._tracking.activity import TrackCall
+from skopos._tracking.snapshot import RequestSnapshot, capture_request
 from tracking_helpers import environ
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import PocketBaseServer, start_sdk
 from skopos import SkoposSDK
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
 from spool_trace import expected_errors, expected_events, send_trace
 from tracking_helpers import (
     environ,

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import PocketBaseServer, start_sdk
 from fault_proxy import FaultProxy
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
 from tracking_helpers import environ, page_view, site_events, site_sessions
 
 pytestmark = pytest.mark.pocketbase

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from skopos._delivery.writer import Backoff, BatchWriter
+from skopos._delivery.writes import PendingWrite
 from skopos._exceptions import PocketBaseValidationError
-from skopos._pb_client import BatchRequest
-from skopos._sessions import PendingWrite
+from skopos._pocketbase.client import BatchRequest
 from skopos._stats import Ledger
-from skopos._writer import Backoff, BatchWriter
 
 
 class TransactionsTooBig:

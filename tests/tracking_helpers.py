@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from skopos._pb_client import PocketBaseClient
-from skopos._pb_filter import pb_filter
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._pocketbase.filter import pb_filter
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"

@@ -11,6 +11,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from skopos._exceptions import (
     ConfigurationError,
     PocketBaseAuthError,
@@ -23,9 +25,11 @@ from skopos._exceptions import (
     PocketBaseVersionError,
     SkoposError,
 )
-from skopos._sdk import SkoposSDK
 from skopos._stats import SkoposStats
 from skopos._version import __version__
+
+if TYPE_CHECKING:
+    from skopos._sdk import SkoposSDK
 
 __all__ = [
     "ConfigurationError",
@@ -42,3 +46,13 @@ __all__ = [
     "SkoposStats",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # SkoposSDK pulls in the whole engine and httpx; importing it on first use keeps
+    # ``import skopos._tracking.activity`` (the worker process, tools, tests) light.
+    if name == "SkoposSDK":
+        from skopos._sdk import SkoposSDK
+
+        return SkoposSDK
+    raise AttributeError(f"module 'skopos' has no attribute {name!r}")

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from skopos._cli import main
+from skopos._admin.cli import main
 
 sys.exit(main())

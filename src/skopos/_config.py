@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from skopos._client_ip import TrustedProxies
 from skopos._exceptions import ConfigurationError
+from skopos._tracking.client_ip import TrustedProxies
 
 __all__ = ["SkoposOptions", "resolve_options"]
 

@@ -28,16 +28,16 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from skopos._activity import CallKind, TrackCall
 from skopos._config import SkoposOptions, resolve_options
+from skopos._delivery.spool import check_spool_dir
 from skopos._exceptions import ConfigurationError, PocketBaseNotFound
-from skopos._identity import load_or_create_salt
-from skopos._pb_client import PocketBaseClient
-from skopos._process_runtime import ProcessRuntime
-from skopos._runtime import Runtime, new_client
-from skopos._snapshot import capture_request
-from skopos._spool import check_spool_dir
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._runtime.process import ProcessRuntime
+from skopos._runtime.thread import Runtime, new_client
 from skopos._stats import SkoposStats
+from skopos._tracking.activity import CallKind, TrackCall
+from skopos._tracking.salt import load_or_create_salt
+from skopos._tracking.snapshot import capture_request
 
 __all__ = ["SkoposSDK"]
 

@@ -135,7 +135,7 @@ class Ledger:
             self._condition.notify_all()
 
     def merge(self, delta: Mapping[str, Any]) -> None:
-        """Add what a worker process counted since its last report (``_worker_process``)."""
+        """Add what a worker process counted since its last report (``_runtime.child``)."""
         with self._condition:
             self.acknowledged += delta.get("acknowledged", 0)
             self.written += delta.get("written", 0)

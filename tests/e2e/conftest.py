@@ -30,9 +30,9 @@ import pytest
 
 from chromium import CHROMIUM, CHROMIUM_ARGS, playwright_driver
 from conftest import PocketBaseServer
-from skopos._embedded import free_port
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website, new_tracking_id
+from skopos._admin.embedded import free_port
+from skopos._admin.setup import Website, new_tracking_id
+from skopos._pocketbase.client import PocketBaseClient
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Playwright

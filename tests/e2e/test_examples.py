@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from skopos._pb_client import PocketBaseClient
+from skopos._pocketbase.client import PocketBaseClient
 from tracking_helpers import records, site_events, site_sessions
 
 from .conftest import RecordingBrowser, RunningExample, example_params

@@ -30,9 +30,9 @@ from django.urls import include, path  # type: ignore[import-untyped]
 
 from conftest import PocketBaseServer
 from skopos import ConfigurationError, SkoposSDK
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website
-from skopos._snapshot import take_snapshot
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._tracking.snapshot import take_snapshot
 from skopos.integrations import django as skopos_django
 from skopos.integrations.django import views
 from skopos.integrations.endpoint import client_script

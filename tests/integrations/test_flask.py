@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 
 from conftest import PocketBaseServer
 from skopos import ConfigurationError, SkoposSDK
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website
-from skopos._snapshot import take_snapshot
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._tracking.snapshot import take_snapshot
 from skopos.integrations.endpoint import EndpointConfig, client_script
 from skopos.integrations.flask import Skopos
 from tracking_helpers import CHROME, page_view, site_events, site_sessions

@@ -21,9 +21,9 @@ from starlette.requests import Request as StarletteRequest
 
 from conftest import PocketBaseServer
 from skopos import ConfigurationError, SkoposSDK
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import Website
-from skopos._snapshot import take_snapshot
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._tracking.snapshot import take_snapshot
 from skopos.integrations.endpoint import EndpointConfig, client_script
 from skopos.integrations.starlette import SkoposLifespan, skopos_lifespan, skopos_routes
 from tracking_helpers import CHROME, custom, page_view, records, site_events, site_sessions

@@ -16,14 +16,14 @@ import os
 import struct
 from typing import Any
 
-from skopos._activity import TrackCall
-from skopos._payload import (
+from skopos._tracking.activity import TrackCall
+from skopos._tracking.payload import (
     Rejection,
     validate_custom_data,
     validate_event_name,
     validate_payload,
 )
-from skopos._snapshot import CapturedRequest, EnvironCapture, ScopeCapture
+from skopos._tracking.snapshot import CapturedRequest, EnvironCapture, ScopeCapture
 
 __all__ = [
     "call_from_wire",

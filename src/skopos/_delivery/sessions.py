@@ -16,74 +16,23 @@ same visitor therefore upsert the same record instead of splitting it.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from skopos._activity import Activity
-from skopos._identity import derive_record_id
+from skopos._delivery.writes import PendingWrite
 from skopos._lru import LruCache
-from skopos._payload import host_matches_domain
-from skopos._pb_client import BatchRequest, PocketBaseClient
-from skopos._pb_filter import pb_filter
+from skopos._pocketbase.client import BatchRequest, PocketBaseClient
+from skopos._pocketbase.dates import parse_pb_date, pb_date
+from skopos._pocketbase.filter import any_of, pb_filter
+from skopos._tracking.activity import Activity
+from skopos._tracking.hosts import host_matches_domain
+from skopos._tracking.identity import derive_record_id
 
-if TYPE_CHECKING:
-    from skopos._spool import SpoolRef
-
-__all__ = ["PendingWrite", "SessionState", "Sessionizer"]
+__all__ = ["SessionState", "Sessionizer"]
 
 _TOUCH_INTERVAL = 30.0  # seconds
-_LOOKUP_CHUNK = 100  # ids per OR-filter: PocketBase refuses filters over ~3,500 characters
-
-
-@dataclass(slots=True)
-class PendingWrite:
-    """One batch request and the tracking calls it acknowledges once written.
-
-    Writes that share a ``key`` depend on the one marked ``parent`` (a visitor's
-    session and events on the visitor, a JS error's count on its group record):
-    when PocketBase rejects a parent, its dependants are dropped with it.
-    """
-
-    request: BatchRequest
-    collection: str
-    key: str | None = None
-    acks: int = 0  # this process's tracking calls
-    parent: bool = False
-    # For a create: what to send instead when another writer created the id first
-    # (None: the record is already there, nothing to add).
-    if_exists: BatchRequest | None = None
-    recovered: int = 0  # calls replayed from another process's spool
-    refs: list[SpoolRef] | None = None  # the spool entries of all of them, when spooling
-
-    @classmethod
-    def for_activity(
-        cls, request: BatchRequest, collection: str, key: str, activity: Activity
-    ) -> PendingWrite:
-        """The write that acknowledges ``activity``'s tracking call."""
-        ref = activity.spool_ref
-        return cls(
-            request,
-            collection,
-            key,
-            0 if activity.recovered else 1,
-            recovered=1 if activity.recovered else 0,
-            refs=None if ref is None else [ref],
-        )
-
-    def replaced_by(self, request: BatchRequest) -> PendingWrite:
-        """The same acknowledgements carried by another request."""
-        return PendingWrite(
-            request,
-            self.collection,
-            self.key,
-            self.acks,
-            self.parent,
-            recovered=self.recovered,
-            refs=self.refs,
-        )
 
 
 @dataclass(slots=True)
@@ -157,21 +106,6 @@ class SessionState:
         )
 
 
-def parse_pb_date(value: str) -> float:
-    """PocketBase's ``2026-01-02 03:04:05.678Z`` as epoch seconds (0.0 if unreadable)."""
-    try:
-        moment = dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%fZ")
-    except (TypeError, ValueError):
-        return 0.0
-    return moment.replace(tzinfo=dt.timezone.utc).timestamp()
-
-
-def pb_date(timestamp: float) -> str:
-    """Epoch seconds in PocketBase's date format."""
-    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 @dataclass
 class _Lookups:
     existing_visitors: set[str] = field(default_factory=set)
@@ -236,18 +170,15 @@ class Sessionizer:
 
     def _existing(self, record_ids: list[str]) -> set[str]:
         found: set[str] = set()
-        for chunk in _chunks(record_ids, _LOOKUP_CHUNK):
-            query = _any_of("id", chunk)
-            page = self._client.list_records(
-                "visitors", filter=query, fields="id", per_page=len(chunk)
-            )
+        for query in any_of("id", record_ids):
+            page = self._client.list_records("visitors", filter=query, fields="id", per_page=1000)
             found.update(record["id"] for record in page.items)
         return found
 
     def _recent_sessions(self, visitors: list[str], cutoff: float) -> dict[str, SessionState]:
         latest: dict[str, SessionState] = {}
-        for chunk in _chunks(visitors, _LOOKUP_CHUNK):
-            query = f"({_any_of('visitor', chunk)}) && " + pb_filter(
+        for visitor_filter in any_of("visitor", visitors):
+            query = f"({visitor_filter}) && " + pb_filter(
                 "updated >= {:cutoff}", cutoff=pb_date(cutoff)
             )
             for record in self._client.iter_records("sessions", filter=query, sort="-updated"):
@@ -426,13 +357,3 @@ def _traffic_source(referrer: str | None, site_domain: str | None) -> str:
     if site_domain and host_matches_domain(host, site_domain):
         return ""
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
-def _any_of(field_name: str, values: list[str]) -> str:
-    clauses = " || ".join(f"{field_name} = {{:v{i}}}" for i in range(len(values)))
-    return pb_filter(clauses, **{f"v{i}": value for i, value in enumerate(values)})

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 
-from skopos._embedded import EmbeddedPocketBase, free_port
+from skopos._admin.embedded import EmbeddedPocketBase, free_port
+from skopos._admin.setup import SetupReport, run_setup
 from skopos._exceptions import ConfigurationError, SkoposError
-from skopos._pb_client import PocketBaseClient
-from skopos._setup import SetupReport, run_setup
+from skopos._pocketbase.client import PocketBaseClient
 from skopos._version import __version__
 
 __all__ = ["main"]

@@ -6,7 +6,7 @@ request path (a capture and a put) and a feeder thread that ships calls as
 marshal frames over a pipe (captures cross undecoded, trimmed to the headers the
 worker reads: ~1.4 µs an event in a loop, 4-9 µs of the host's CPU in a busy
 uvicorn, bench/host_overhead.py); decoding, validation, filtering, hashing,
-sessionizing and PocketBase run in ``skopos._worker_process``, on another core,
+sessionizing and PocketBase run in ``skopos._runtime.child``, on another core,
 at a lower priority than the host (nice +10).
 The child reports what its ledger counted, and this side's ``Ledger`` adds it
 up, so ``flush`` and ``stats`` work as in-process.
@@ -30,13 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import skopos
-from skopos._activity import TrackCall
 from skopos._config import SkoposOptions
 from skopos._exceptions import ConfigurationError, PocketBaseError
 from skopos._queue import POLL_AFTER_CALLS, WorkQueue
+from skopos._runtime.wire import calls_frame, read_frame, write_encoded, write_frame
 from skopos._stats import Ledger
-from skopos._wire import calls_frame, read_frame, write_encoded, write_frame
+from skopos._tracking.activity import TrackCall
 
 __all__ = ["ProcessRuntime"]
 
@@ -53,10 +52,10 @@ class _Child:
 
     def __init__(self, options: SkoposOptions) -> None:
         # The child imports this very copy of skopos, wherever the host found it.
-        package_root = str(Path(skopos.__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "skopos._worker_process"],
+            [sys.executable, "-m", "skopos._runtime.child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from skopos._exceptions import PocketBaseError
-from skopos._pb_client import PocketBaseClient
+from skopos._pocketbase.client import PocketBaseClient
 
 __all__ = ["RealtimeEvent", "RealtimeSubscription"]
 

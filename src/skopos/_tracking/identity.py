@@ -1,10 +1,9 @@
 """Who a visitor is, without cookies: a keyed hash, and record ids derived from it.
 
-The visitor id is HMAC-SHA256(salt, site + client IP + user agent). The salt
-is a random secret kept in PocketBase (``skopos_config``), created by the first
-process that needs it and shared by every process writing to that PocketBase,
-so all of them compute the same ids, while nobody without the salt can recompute
-an id from an IP address.
+The visitor id is HMAC-SHA256(salt, site + client IP + user agent), with the salt
+that every process writing to one PocketBase shares (``salt.py``): all of them
+compute the same ids, while nobody without the salt can recompute an id from an
+IP address.
 
 Record ids are derived from those ids too (``derive_record_id``), so two
 processes that see the same new visitor, session or JS error write the same
@@ -15,18 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 import random
-import secrets
 
-from skopos._exceptions import PocketBaseValidationError
-from skopos._pb_client import PocketBaseClient
-from skopos._pb_filter import pb_filter
-
-__all__ = ["VisitorHasher", "derive_record_id", "load_or_create_salt", "random_record_id"]
-
-logger = logging.getLogger("skopos")
+__all__ = ["VisitorHasher", "derive_record_id", "random_record_id"]
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _RECORD_ID_LENGTH = 15  # PocketBase ids: 15 characters of [a-z0-9]
@@ -35,7 +26,6 @@ _DIGIT_PAIRS = tuple(_ALPHABET[low] + _ALPHABET[high] for high in range(36) for 
 # Random byte → id character. 256 = 7 * 36 + 4, so four characters are 8/256 likely and the
 # rest 7/256: 5.168 bits a character instead of 5.170, immaterial for uniqueness.
 _BYTE_TO_CHAR = bytes(ord(_ALPHABET[byte % 36]) for byte in range(256))
-SALT_KEY = "visitor_salt"
 
 
 def _base36(number: int) -> str:
@@ -108,22 +98,3 @@ class VisitorHasher:
             "utf-8", "surrogatepass"
         )
         return hmac.new(self._salt, message, hashlib.sha256).hexdigest()[:32]
-
-
-def load_or_create_salt(client: PocketBaseClient) -> bytes:
-    """The salt stored in ``skopos_config``, creating it on first use.
-
-    Two processes racing to create it both end up with the one that won: the
-    ``key`` index is unique, so the loser's create fails and it reads again.
-    """
-    query = pb_filter("key = {:key}", key=SALT_KEY)
-    for _ in range(3):
-        found = client.first_record("skopos_config", query)
-        if found is not None and found.get("value"):
-            return bytes.fromhex(found["value"])
-        try:
-            client.create_record("skopos_config", {"key": SALT_KEY, "value": secrets.token_hex(32)})
-            logger.info("skopos: created the visitor-hash salt in skopos_config")
-        except PocketBaseValidationError:
-            continue  # another process created it first
-    raise RuntimeError("could not read or create the visitor salt in skopos_config")

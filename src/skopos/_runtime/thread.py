@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import os
 
-from skopos._activity import TrackCall
-from skopos._client_ip import TrustedProxies
 from skopos._config import SkoposOptions
-from skopos._identity import VisitorHasher
-from skopos._pb_client import PocketBaseClient
-from skopos._pipeline import Pipeline
+from skopos._delivery.sessions import Sessionizer
+from skopos._delivery.spool import Spool
+from skopos._delivery.worker import Worker
+from skopos._pocketbase.client import PocketBaseClient
 from skopos._queue import WorkQueue
-from skopos._sessions import Sessionizer
-from skopos._site_rules import SiteRegistry, SiteRules
-from skopos._spool import Spool
 from skopos._stats import Ledger
-from skopos._worker import Worker
+from skopos._tracking.activity import TrackCall
+from skopos._tracking.client_ip import TrustedProxies
+from skopos._tracking.identity import VisitorHasher
+from skopos._tracking.pipeline import Pipeline
+from skopos._tracking.site_rules import SiteRules
+from skopos._tracking.sites import SiteRegistry
 
 __all__ = ["Runtime"]
 

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import re
 
-from skopos._activity import Activity, TrackCall
-from skopos._bots import BotDetector, RequestSignals
-from skopos._client_ip import TrustedProxies, resolve_client_ip
-from skopos._identity import VisitorHasher, derive_record_id
-from skopos._ip_rules import IPAddress
 from skopos._lru import LruCache
-from skopos._payload import (
+from skopos._tracking.activity import Activity, TrackCall
+from skopos._tracking.bots import BotDetector, RequestSignals
+from skopos._tracking.client_ip import TrustedProxies, resolve_client_ip
+from skopos._tracking.hosts import host_matches_domain, is_localhost
+from skopos._tracking.identity import VisitorHasher, derive_record_id
+from skopos._tracking.ip_rules import IPAddress
+from skopos._tracking.payload import (
     Rejection,
-    host_matches_domain,
-    is_localhost,
     validate_custom_data,
     validate_event_name,
     validate_payload,
 )
-from skopos._site_rules import SiteRegistry, SiteRules
-from skopos._snapshot import RequestSnapshot
-from skopos._user_agent import UserAgentParser
+from skopos._tracking.site_rules import SiteRules
+from skopos._tracking.sites import SiteRegistry
+from skopos._tracking.snapshot import RequestSnapshot
+from skopos._tracking.user_agent import UserAgentParser
 
 __all__ = ["Pipeline"]
 

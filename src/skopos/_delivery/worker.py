@@ -13,7 +13,7 @@ With a spool (``spool_dir``), prepared activities go to the journal first and
 the worker reads them back from it: memory holds a bounded read-ahead, the
 queue keeps draining to disk while PocketBase is away, what is left at the
 shutdown deadline stays on disk, and segments that dead processes left behind
-are replayed (``_spool.py``).
+are replayed (``spool.py``).
 """
 
 from __future__ import annotations
@@ -23,19 +23,20 @@ import threading
 import time
 from collections.abc import Callable
 
-from skopos._activity import Activity, TrackCall
 from skopos._config import SkoposOptions
+from skopos._delivery.js_errors import ErrorAggregator
+from skopos._delivery.sessions import Sessionizer
+from skopos._delivery.spool import Spool
+from skopos._delivery.writer import Backoff, BatchWriter
+from skopos._delivery.writer_thread import WriterThread
+from skopos._delivery.writes import PendingWrite
 from skopos._exceptions import PocketBaseError
-from skopos._js_errors import ErrorAggregator
-from skopos._pb_client import PocketBaseClient
-from skopos._pipeline import Pipeline
+from skopos._pocketbase.client import PocketBaseClient
 from skopos._queue import POLL_AFTER_CALLS, WorkQueue
-from skopos._sessions import PendingWrite, Sessionizer
-from skopos._site_rules import SiteRegistry
-from skopos._spool import Spool
 from skopos._stats import Ledger
-from skopos._writer import Backoff, BatchWriter
-from skopos._writer_thread import WriterThread
+from skopos._tracking.activity import Activity, TrackCall
+from skopos._tracking.pipeline import Pipeline
+from skopos._tracking.sites import SiteRegistry
 
 __all__ = ["Worker"]
 

@@ -1,6 +1,6 @@
 """``skopos setup``: prepare a PocketBase server for the SDK, idempotently.
 
-1. Import the Skopos collections (additions only, see ``_schema``).
+1. Import the Skopos collections (additions only, see ``schema``).
 2. Enable the batch API and raise its limits to what the SDK sends.
 3. Optionally create a website and report its tracking id.
 
@@ -14,10 +14,10 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
+from skopos._admin.schema import load_schema, plan_schema
 from skopos._exceptions import ConfigurationError
-from skopos._pb_client import PocketBaseClient
-from skopos._pb_filter import pb_filter
-from skopos._schema import load_schema, plan_schema
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._pocketbase.filter import pb_filter
 
 __all__ = [
     "BATCH_MAX_REQUESTS",

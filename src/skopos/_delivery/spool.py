@@ -13,7 +13,7 @@ are ``<crc32 hex> <json>``; a torn or corrupted line is skipped. Three kinds:
 
 - ``{"a": seq, ...}``: an activity (``encode_activity``);
 - ``{"p": ranges, "m": marker, "t": token}``: those seqs are in a transaction
-  whose commit marker ``m`` takes the value ``t`` (see ``_writer``);
+  whose commit marker ``m`` takes the value ``t`` (see ``writer``);
 - ``{"k": ranges}``: those seqs are acknowledged (written or dropped for good).
 
 Replaying an orphan skips acknowledged seqs and asks PocketBase about the last
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -40,13 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from skopos._activity import Activity
 from skopos._exceptions import ConfigurationError
-from skopos._ip_rules import IpBlacklist
-from skopos._site_rules import SiteRules
-from skopos._user_agent import ClientInfo
+from skopos._tracking.activity import Activity, JournalRef
+from skopos._tracking.ip_rules import IpBlacklist
+from skopos._tracking.site_rules import SiteRules
+from skopos._tracking.user_agent import ClientInfo
 
-__all__ = ["Segment", "Spool", "SpoolRef", "check_spool_dir", "decode_line", "encode_line"]
+__all__ = ["Segment", "Spool", "check_spool_dir", "decode_line", "encode_line"]
 
 logger = logging.getLogger("skopos")
 
@@ -199,14 +200,12 @@ class Segment:
     outstanding: int = 0  # activities journaled (or found unacknowledged) minus acks
     unread: int = 0  # activities not read back yet
     next_seq: int = 0
+    number: int = 0  # this process's name for it in ``JournalRef`` values
 
     @property
     def finished(self) -> bool:
         """Nothing left to read or acknowledge: the file can go."""
         return self.sealed and self.unread == 0 and self.outstanding <= 0
-
-
-SpoolRef = tuple[Segment, int]
 
 
 def _lock(fd: int) -> bool:
@@ -258,6 +257,7 @@ class Spool:
         self.segment_bytes = segment_bytes
         self._token = secrets.token_hex(6)
         self._counter = 0
+        self._numbers = itertools.count(1)
         self._segments: list[Segment] = []  # reading order: orphans first, then ours
         self._current: Segment | None = None
         self._dirty: set[Segment] = set()
@@ -289,7 +289,7 @@ class Spool:
                 if size + len(line) > room:
                     refused.full.append(activity)
                     continue
-                activity.spool_ref = (segment, seq)
+                activity.spool_ref = (segment.number, seq)
                 lines.append(line)
                 size += len(line)
                 seq += 1
@@ -301,20 +301,17 @@ class Spool:
                 segment.unread += count
             return refused
 
-    def prepared(self, marker_id: str, token: str, refs: Iterable[SpoolRef]) -> None:
+    def prepared(self, marker_id: str, token: str, refs: Iterable[JournalRef]) -> None:
         """Record that ``refs`` are about to be sent in the transaction of ``token``."""
         with self._lock:
-            for segment, seqs in _by_segment(refs).items():
-                if segment in self._segments:
-                    record = {"p": to_ranges(seqs), "m": marker_id, "t": token}
-                    self._append(segment, encode_line(record))
+            for segment, seqs in self._by_segment(refs).items():
+                record = {"p": to_ranges(seqs), "m": marker_id, "t": token}
+                self._append(segment, encode_line(record))
 
-    def acknowledge(self, refs: Iterable[SpoolRef]) -> None:
+    def acknowledge(self, refs: Iterable[JournalRef]) -> None:
         """``refs`` are written or dropped for good: never replay them."""
         with self._lock:
-            for segment, seqs in _by_segment(refs).items():
-                if segment not in self._segments:
-                    continue  # closed already (after a shutdown deadline): replayed later
+            for segment, seqs in self._by_segment(refs).items():
                 self._append(segment, encode_line({"k": to_ranges(seqs)}))
                 segment.outstanding -= len(seqs)
                 if segment.finished:
@@ -363,7 +360,7 @@ class Spool:
         _lock(fd)
         path = self.directory / f"{name}{SUFFIX}"
         os.rename(temporary, path)
-        segment = Segment(path, fd, own=True)
+        segment = Segment(path, fd, own=True, number=next(self._numbers))
         self._segments.append(segment)
         self._current = segment
         return segment
@@ -385,6 +382,16 @@ class Spool:
             segment.path.unlink(missing_ok=True)
         finally:
             os.close(segment.fd)
+
+    def _by_segment(self, refs: Iterable[JournalRef]) -> dict[Segment, list[int]]:
+        """Seqs by segment, for the segments still held (a closed one is replayed later)."""
+        held = {segment.number: segment for segment in self._segments}
+        grouped: dict[Segment, list[int]] = {}
+        for number, seq in refs:
+            segment = held.get(number)
+            if segment is not None:
+                grouped.setdefault(segment, []).append(seq)
+        return grouped
 
     # -- reading back -----------------------------------------------------------------
 
@@ -426,7 +433,7 @@ class Spool:
                 if activity is None:
                     self._unreadable(segment, counted=True)
                     continue
-                activity.spool_ref = (segment, seq)
+                activity.spool_ref = (segment.number, seq)
                 activity.recovered = not segment.own
                 out.append(activity)
                 segment.unread -= 1
@@ -529,7 +536,9 @@ class Spool:
                 corrupt,
                 " and a torn last write" if good < len(data) else "",
             )
-        segment = Segment(path, fd, own=False, size=good, sealed=True, skip=acked)
+        segment = Segment(
+            path, fd, own=False, size=good, sealed=True, skip=acked, number=next(self._numbers)
+        )
         for (marker, token), seqs in prepared.items():
             in_doubt = (seqs & activities) - acked
             if in_doubt and committed(marker, token):
@@ -591,10 +600,3 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return 0.0
-
-
-def _by_segment(refs: Iterable[SpoolRef]) -> dict[Segment, list[int]]:
-    grouped: dict[Segment, list[int]] = {}
-    for segment, seq in refs:
-        grouped.setdefault(segment, []).append(seq)
-    return grouped

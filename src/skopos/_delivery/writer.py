@@ -20,6 +20,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from skopos._delivery.spool import Spool
+from skopos._delivery.writes import PendingWrite
 from skopos._exceptions import (
     PocketBaseAuthError,
     PocketBaseBatchDisabled,
@@ -27,11 +29,10 @@ from skopos._exceptions import (
     PocketBaseNotFound,
     PocketBaseValidationError,
 )
-from skopos._identity import random_record_id
-from skopos._pb_client import BatchRequest, PocketBaseClient
-from skopos._sessions import PendingWrite
-from skopos._spool import Spool, SpoolRef
+from skopos._pocketbase.client import BatchRequest, PocketBaseClient
 from skopos._stats import Ledger
+from skopos._tracking.activity import JournalRef
+from skopos._tracking.identity import random_record_id
 
 __all__ = ["Backoff", "BatchWriter"]
 
@@ -266,5 +267,5 @@ class BatchWriter:
             self._ledger.count_recovered(reason, recovered)
 
 
-def _refs(writes: Sequence[PendingWrite]) -> list[SpoolRef]:
+def _refs(writes: Sequence[PendingWrite]) -> list[JournalRef]:
     return [ref for write in writes if write.refs for ref in write.refs]

@@ -11,15 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from skopos._activity import Activity
-from skopos._identity import derive_record_id
-from skopos._pb_client import BatchRequest
-from skopos._sessions import PendingWrite, pb_date
-
-if TYPE_CHECKING:
-    from skopos._spool import SpoolRef
+from skopos._delivery.writes import PendingWrite
+from skopos._pocketbase.client import BatchRequest
+from skopos._pocketbase.dates import pb_date
+from skopos._tracking.activity import Activity, JournalRef
+from skopos._tracking.identity import derive_record_id
 
 __all__ = ["ErrorAggregator", "ErrorGroup", "error_hash", "top_frame"]
 
@@ -60,7 +57,7 @@ class ErrorGroup:
     last_seen: float
     count: int = 0  # occurrences, of which ``recovered`` came from another process's spool
     recovered: int = 0
-    refs: list[SpoolRef] | None = field(default=None, repr=False)
+    refs: list[JournalRef] | None = field(default=None, repr=False)
 
     def writes(self) -> list[PendingWrite]:
         """Upsert the group's record, then add this interval's count (one key, so a

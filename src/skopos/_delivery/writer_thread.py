@@ -14,8 +14,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from skopos._sessions import PendingWrite
-from skopos._writer import BatchWriter
+from skopos._delivery.writer import BatchWriter
+from skopos._delivery.writes import PendingWrite
 
 __all__ = ["WriterThread"]
 

@@ -1,6 +1,6 @@
 """The Skopos collections, and how to add them to a PocketBase without harm.
 
-``schema/collections.json`` (shipped in the package) describes what the SDK
+``collections.json`` (shipped in the package) describes what the SDK
 reads and writes, in the Skopos Dashboard's export format: relations name their
 target collection (``relationTo``). ``plan_schema`` compares it with what a
 server already has and returns only additions: new collections, missing fields,
@@ -33,7 +33,7 @@ _INDEX_SHAPE = re.compile(
 
 def load_schema() -> list[Collection]:
     """The collections Skopos needs, as shipped in the package."""
-    text = resources.files("skopos").joinpath("schema/collections.json").read_text("utf-8")
+    text = resources.files("skopos._admin").joinpath("collections.json").read_text("utf-8")
     collections: list[Collection] = json.loads(text)["collections"]
     return collections
 

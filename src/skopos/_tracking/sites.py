@@ -1,4 +1,4 @@
-"""PocketBase ``websites`` record → the rules the worker applies to a site's events.
+"""Site rules by tracking id, kept current with what the dashboard edits.
 
 The dashboard edits websites; the SDK follows: a realtime subscription applies
 changes within a moment, and a refresh every ``config_refresh_interval`` (also
@@ -11,56 +11,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from skopos._exceptions import PocketBaseError
-from skopos._ip_rules import IpBlacklist
-from skopos._payload import normalize_domain
-from skopos._pb_client import PocketBaseClient
-from skopos._pb_filter import pb_filter
-from skopos._pb_realtime import RealtimeEvent, RealtimeSubscription
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._pocketbase.filter import any_of, pb_filter
+from skopos._pocketbase.realtime import RealtimeEvent, RealtimeSubscription
+from skopos._tracking.site_rules import SiteRules
 
-__all__ = ["SiteRegistry", "SiteRules"]
+__all__ = ["SiteRegistry"]
 
 logger = logging.getLogger("skopos")
 
 # How long an unknown tracking id stays unknown before we ask PocketBase again.
 _UNKNOWN_SITE_RETRY = 60.0
 _MAX_SITES = 1000
-
-
-@dataclass(frozen=True)
-class SiteRules:
-    """What the SDK needs from one ``websites`` record."""
-
-    record_id: str
-    tracking_id: str
-    domain: str | None
-    is_archived: bool
-    disable_localhost: bool
-    store_raw_ip: bool
-    blacklist: IpBlacklist
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> SiteRules:
-        """Build the rules from a websites record as PocketBase returns it."""
-        blacklist = IpBlacklist(record.get("ipBlacklist"))
-        if blacklist.invalid_count:
-            logger.warning(
-                "skopos: website %s has %d invalid ipBlacklist entries; they are ignored",
-                record.get("id"),
-                blacklist.invalid_count,
-            )
-        return cls(
-            record_id=str(record["id"]),
-            tracking_id=str(record.get("trackingId") or ""),
-            domain=normalize_domain(str(record.get("domain") or "")),
-            is_archived=bool(record.get("isArchived")),
-            disable_localhost=bool(record.get("disableLocalhostTracking")),
-            store_raw_ip=bool(record.get("storeRawIp")),
-            blacklist=blacklist,
-        )
 
 
 class SiteRegistry:
@@ -150,16 +114,16 @@ class SiteRegistry:
         return self._clock() >= self._next_refresh
 
     def refresh(self) -> None:
-        """Re-read every known site in one query (the polling fallback)."""
+        """Re-read every known site (the polling fallback), ``ANY_OF_CHUNK`` ids a query."""
         self._next_refresh = self._clock() + self._refresh_interval
         with self._lock:
             known = list(self._sites)
         if not known:
             return
-        clauses = " || ".join(f"trackingId = {{:t{i}}}" for i in range(len(known)))
-        query = pb_filter(clauses, **{f"t{i}": tid for i, tid in enumerate(known)})
         records = {
-            r.get("trackingId"): r for r in self._client.iter_records("websites", filter=query)
+            record.get("trackingId"): record
+            for query in any_of("trackingId", known)
+            for record in self._client.iter_records("websites", filter=query)
         }
         with self._lock:
             for tracking_id in known:

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from skopos._identity import random_record_id
-from skopos._site_rules import SiteRules
-from skopos._snapshot import CapturedRequest
-from skopos._user_agent import ClientInfo
+from skopos._tracking.identity import random_record_id
+from skopos._tracking.site_rules import SiteRules
+from skopos._tracking.snapshot import CapturedRequest
+from skopos._tracking.user_agent import ClientInfo
 
-if TYPE_CHECKING:
-    from skopos._spool import SpoolRef
-
-__all__ = ["Activity", "ActivityType", "CallKind", "TrackCall"]
+__all__ = ["Activity", "ActivityType", "CallKind", "JournalRef", "TrackCall"]
 
 CallKind = Literal["api", "server", "identify"]
 ActivityType = Literal["pageView", "custom", "jsError", "identify"]
+# Where the spool journaled an activity: (segment number, sequence number in the segment).
+JournalRef = tuple[int, int]
 
 
 class TrackCall:
@@ -72,5 +71,5 @@ class Activity:
     session_id: str | None = None  # set when sessionized
     # The events record's id, fixed here so that a replay from the spool cannot duplicate it.
     record_id: str = field(default_factory=random_record_id)
-    spool_ref: SpoolRef | None = None  # where the spool journaled it, if spooling
+    spool_ref: JournalRef | None = None  # where the spool journaled it, if spooling
     recovered: bool = False  # replayed from another process's spool, not accepted by this one

@@ -1,8 +1,8 @@
 """The worker process (``worker_process=True``): the pipeline, sessionizer and writer,
-off the host's GIL. Started by ``_process_runtime.ProcessRuntime`` as
-``python -m skopos._worker_process``; not a public entry point.
+off the host's GIL. Started by ``process.ProcessRuntime`` as
+``python -m skopos._runtime.child``; not a public entry point.
 
-Protocol (frames of ``_wire``): the host sends the options first, then
+Protocol (frames of ``wire``): the host sends the options first, then
 ``("call", ...)`` / ``("drop", reason)`` items in ``("calls", [...])`` frames,
 ``("flush",)`` and ``("stop", timeout)``. This process answers ``("ready",)`` or
 ``("error", kind, message)`` once, then ``("stats", delta)`` frames with what its
@@ -23,9 +23,9 @@ from typing import Any
 
 from skopos._config import SkoposOptions
 from skopos._exceptions import ConfigurationError, PocketBaseError
-from skopos._identity import load_or_create_salt
-from skopos._runtime import Runtime, new_client
-from skopos._wire import call_from_wire, read_frame, write_frame
+from skopos._runtime.thread import Runtime, new_client
+from skopos._runtime.wire import call_from_wire, read_frame, write_frame
+from skopos._tracking.salt import load_or_create_salt
 
 logger = logging.getLogger("skopos")
 

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 from skopos._lru import LruCache
-from skopos._user_agent import MAX_USER_AGENT_LENGTH, device_family
+from skopos._tracking.user_agent import MAX_USER_AGENT_LENGTH, device_family
 
 __all__ = [
     "REASONS",

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from skopos._ip_rules import IPAddress, IPNetwork, IpRangeSet, normalize_ip, parse_network
 from skopos._lru import LruCache
+from skopos._tracking.ip_rules import IPAddress, IPNetwork, IpRangeSet, normalize_ip, parse_network
 
 __all__ = [
     "CLOUDFLARE_RANGES",
