@@ -5,7 +5,15 @@ from __future__ import annotations
 import marshal
 import os
 
-from skopos._runtime.wire import call_from_wire, calls_frame, read_frame, write_encoded, write_frame
+from skopos._runtime.wire import (
+    Calls,
+    Flush,
+    call_from_wire,
+    calls_frame,
+    receive,
+    send,
+    send_encoded,
+)
 from skopos._tracking.activity import TrackCall
 from skopos._tracking.snapshot import RequestSnapshot, capture_request
 from tracking_helpers import environ
@@ -25,17 +33,18 @@ def test_calls_survive_the_pipe_field_for_field() -> None:
     ]
     read_end, write_end = os.pipe()
     try:
-        write_encoded(write_end, calls_frame(calls))
-        write_frame(write_end, ("flush",))
-        kind, items = read_frame(read_end)
-        assert read_frame(read_end) == ("flush",)
+        send_encoded(write_end, calls_frame(calls))
+        send(write_end, Flush(3))
+        frame = receive(read_end)
+        assert receive(read_end) == Flush(3)
     finally:
         os.close(write_end)
-    assert read_frame(read_end) is None  # end of stream
+    assert receive(read_end) is None  # end of stream
     os.close(read_end)
-    assert kind == "calls"
+    assert isinstance(frame, Calls)
+    items = frame.items
     for original, item in zip(calls, items, strict=True):
-        copy = call_from_wire(item)
+        copy = unwire(item)
         for name in TrackCall.__slots__:
             if name != "request":
                 assert getattr(copy, name) == getattr(original, name)
@@ -45,10 +54,16 @@ def test_calls_survive_the_pipe_field_for_field() -> None:
             # The capture crosses undecoded; the worker process reduces it.
             assert type(copy.request) is type(original.request)
             assert_same_snapshot(copy.request.snapshot(), original.request.snapshot())
-    decoded = call_from_wire(items[2]).request
+    decoded = unwire(items[2]).request
     assert decoded is not None
     snapshot = decoded.snapshot()
     assert (snapshot.peer, snapshot.path, snapshot.user_agent) == ("198.51.100.4", "/p", "Agent/1")
+
+
+def unwire(item: tuple[object, ...]) -> TrackCall:
+    call = call_from_wire(item)
+    assert isinstance(call, TrackCall), call
+    return call
 
 
 def assert_same_snapshot(left: RequestSnapshot, right: RequestSnapshot) -> None:
@@ -71,7 +86,7 @@ def test_only_the_headers_the_worker_reads_cross_the_pipe() -> None:
     frame = calls_frame([TrackCall("api", "s", capture_request(scope), b"{}")])
     assert b"secret" not in frame
     (item,) = marshal.loads(frame)[1]
-    copy = call_from_wire(item).request
+    copy = unwire(item).request
     assert copy is not None
     assert (copy.snapshot().user_agent, copy.snapshot().accept_language) == ("Agent/2", "fr")
 
@@ -94,11 +109,11 @@ def test_a_request_marshal_cannot_carry_is_reduced_on_the_host() -> None:
     ]
     items = marshal.loads(calls_frame(calls))[1]
     for original, item in zip(calls, items, strict=True):
-        copy = call_from_wire(item).request
+        copy = unwire(item).request
         assert original.request is not None
         assert copy is not None
         assert_same_snapshot(copy.snapshot(), original.request.snapshot())
-    assert call_from_wire(items[0]).request.snapshot().peer == "198.51.100.4"  # type: ignore[union-attr]
+    assert unwire(items[0]).request.snapshot().peer == "198.51.100.4"  # type: ignore[union-attr]
 
 
 def test_what_marshal_cannot_carry_is_validated_on_the_host() -> None:

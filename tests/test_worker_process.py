@@ -90,7 +90,7 @@ def test_the_worker_process_runs_below_the_host_s_priority(
 ) -> None:
     sdk = process_sdk(pocketbase, website)
     try:
-        child = sdk._runtime.worker._child  # type: ignore[union-attr]
+        child = sdk._runtime.worker._child  # type: ignore[attr-defined]
         assert child is not None
         host = os.getpriority(os.PRIO_PROCESS, 0)
         assert os.getpriority(os.PRIO_PROCESS, child.process.pid) == min(host + 10, 19)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from skopos._delivery.stopping import Stopping
 from skopos._delivery.writer import Backoff, BatchWriter
 from skopos._delivery.writes import PendingWrite
 from skopos._exceptions import PocketBaseValidationError
@@ -44,7 +44,7 @@ def writer(client: object, ledger: Ledger) -> BatchWriter:
         client,  # type: ignore[arg-type]
         ledger,
         on_dropped_parent=lambda key: None,
-        stop=threading.Event(),
+        stopping=Stopping(),
         backoff=Backoff(base=0.001, ceiling=0.001),
     )
 

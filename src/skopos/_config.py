@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from skopos._exceptions import ConfigurationError
 from skopos._tracking.client_ip import TrustedProxies
 
-__all__ = ["SkoposOptions", "resolve_options"]
+__all__ = ["OPTION_NAMES", "SkoposOptions", "check_options", "resolve_options"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -50,6 +50,7 @@ class SkoposOptions:
 
 _REQUIRED = ("pocketbase_url", "site_id", "admin_email", "admin_password")
 _FIELDS = {f.name: f for f in dataclasses.fields(SkoposOptions)}
+OPTION_NAMES = frozenset(_FIELDS)
 _BOUNDS: dict[str, tuple[float, float]] = {
     "batch_interval": (0.01, 3600.0),
     "max_batch_size": (1, 1000),
@@ -99,6 +100,29 @@ def _coerce(option: str, value: Any, source: str) -> Any:
         raise ConfigurationError(f"{option} ({source}) is invalid: {value!r}: {exc}") from None
 
 
+def _reject_unknown(names: Iterable[str], where: str) -> None:
+    unknown = sorted(set(names) - set(_FIELDS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s){where}: {', '.join(unknown)}; valid options: {', '.join(_FIELDS)}"
+        )
+
+
+def check_options(options: Mapping[str, Any], *, where: str = "") -> None:
+    """Raise ``ConfigurationError`` now for an unknown option or a bad value in ``options``
+    (a partial set: required ones may come later, from the environment).
+
+    >>> check_options({"batch_interval": 5})
+    >>> check_options({"batch_intervall": 5})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    skopos._exceptions.ConfigurationError: unknown option(s): batch_intervall; valid options: ...
+    """
+    _reject_unknown(options, f" in {where}" if where else "")
+    for option, value in options.items():
+        if value is not None:
+            _coerce(option, value, where or "argument")
+
+
 def resolve_options(
     arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> SkoposOptions:
@@ -113,11 +137,7 @@ def resolve_options(
     (True, 10.0)
     """
     environ = os.environ if environ is None else environ
-    unknown = sorted(set(arguments) - set(_FIELDS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown option(s): {', '.join(unknown)}; valid options: {', '.join(_FIELDS)}"
-        )
+    _reject_unknown(arguments, "")
     values: dict[str, Any] = {}
     for option in _FIELDS:
         given = arguments.get(option)

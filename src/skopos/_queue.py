@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from typing import Generic, TypeVar
 
-__all__ = ["POLL_AFTER_CALLS", "WorkQueue"]
+__all__ = ["POLL_AFTER_CALLS", "TAKE_AT_ONCE", "WorkQueue"]
 
 T = TypeVar("T")
 
@@ -22,6 +22,8 @@ T = TypeVar("T")
 # A consumer idle for longer sleeps until a call wakes it: an idle host is not woken 20
 # times a second.
 POLL_AFTER_CALLS = 5.0  # seconds
+# The most calls a consumer takes in one ``take``: a round's work stays bounded.
+TAKE_AT_ONCE = 1000
 
 
 class WorkQueue(Generic[T]):

@@ -32,9 +32,10 @@ from skopos._config import SkoposOptions, resolve_options
 from skopos._delivery.spool import check_spool_dir
 from skopos._exceptions import ConfigurationError, PocketBaseNotFound
 from skopos._pocketbase.client import PocketBaseClient
+from skopos._runtime.base import Runtime
 from skopos._runtime.process import ProcessRuntime
-from skopos._runtime.thread import Runtime, new_client
-from skopos._stats import SkoposStats
+from skopos._runtime.thread import ThreadRuntime, new_client
+from skopos._stats import DropReason, SkoposStats
 from skopos._tracking.activity import CallKind, TrackCall
 from skopos._tracking.salt import load_or_create_salt
 from skopos._tracking.snapshot import capture_request
@@ -82,14 +83,14 @@ class SkoposSDK:
                 f"PocketBase at {options.pocketbase_url} lacks the Skopos schema;"
                 " run `skopos setup` first"
             ) from exc
-        runtime = Runtime(options, client, salt)
+        runtime = ThreadRuntime(options, client, salt)
         if runtime.sites.get(options.site_id) is None:
             raise ConfigurationError(
                 f"no website with tracking id {options.site_id!r} in PocketBase at"
                 f" {options.pocketbase_url} (create one in the dashboard or with"
                 " `skopos setup --domain ...`)"
             )
-        self._runtime: Runtime | ProcessRuntime
+        self._runtime: Runtime
         if options.worker_process:
             client.close()  # checked; the worker process opens its own
             self._runtime = ProcessRuntime(options)
@@ -105,14 +106,14 @@ class SkoposSDK:
         _LIVE.add(self)
         atexit.register(self._at_exit)
 
-    def _current(self) -> Runtime | ProcessRuntime:
+    def _current(self) -> Runtime:
         """This process's runtime, rebuilt first if we are in a forked child."""
         runtime = self._runtime
         if runtime.pid != os.getpid():
             runtime = self._after_fork()
         return runtime
 
-    def _after_fork(self) -> Runtime | ProcessRuntime:
+    def _after_fork(self) -> Runtime:
         runtime = self._runtime
         if runtime.pid != os.getpid():
             # Fresh locks, queue, counters, connections; threads start on first use.
@@ -342,10 +343,8 @@ class SkoposSDK:
             logger.exception("skopos: error while flushing at exit")
 
     def _raise_if_strict(self) -> None:
-        worker = self._runtime.worker
-        error = worker.internal_error
-        if self.options.strict and error is not None:
-            worker.internal_error = None
+        error = self._runtime.internal_errors.take()  # kept in strict mode only
+        if error is not None:
             raise error
 
     def __enter__(self) -> SkoposSDK:
@@ -373,9 +372,9 @@ class SkoposSDK:
         ledger, queue = runtime.ledger, runtime.queue
         dropped = dict(ledger.dropped)
         if queue.rejected:
-            dropped["queue_full"] = queue.rejected
+            dropped[DropReason.QUEUE_FULL.value] = queue.rejected
         if self._late_calls:
-            dropped["after_shutdown"] = self._late_calls
+            dropped[DropReason.AFTER_SHUTDOWN.value] = self._late_calls
         depth = runtime.queue_depth
         return SkoposStats(
             accepted=queue.accepted,

@@ -11,9 +11,61 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-__all__ = ["Ledger", "SkoposStats"]
+__all__ = ["DropReason", "InternalErrors", "Ledger", "SkoposStats", "bot", "invalid"]
+
+
+class DropReason(str, Enum):
+    """Why a tracking call was not written: the keys of ``stats().dropped``.
+
+    Besides these, a call that fails validation counts as ``invalid:<code>`` (the codes of
+    ``_tracking.payload.REJECTION_REASONS``) and a bot as ``bot:<code>``: see ``invalid``
+    and ``bot``.
+    """
+
+    QUEUE_FULL = "queue_full"  # the queue was full: the call was refused at once
+    AFTER_SHUTDOWN = "after_shutdown"  # called after shutdown()
+    UNKNOWN_SITE = "unknown_site"  # no website with that tracking id
+    SITE_ARCHIVED = "site_archived"
+    LOCALHOST = "localhost"  # from localhost, and the site disables localhost tracking
+    OFF_DOMAIN = "off_domain"  # the page is not on the site's domain
+    IP_BLACKLISTED = "ip_blacklisted"
+    IDENTIFY_WITHOUT_REQUEST = "identify_without_request"
+    INTERNAL_ERROR = "internal_error"  # a bug: logged with its traceback
+    SPOOL_FULL = "spool_full"  # spool_dir holds spool_max_bytes already
+    SPOOL_CORRUPT = "spool_corrupt"  # journaled, then unreadable (a damaged disk)
+    UNDELIVERED_AT_SHUTDOWN = "undelivered_at_shutdown"  # shutdown's deadline passed first
+    REJECTED_BY_POCKETBASE = "rejected_by_pocketbase"  # refused for good (a validation error)
+    WORKER_EXITED = "worker_exited"  # the worker process died holding it
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def invalid(code: str) -> str:
+    """The drop reason of a call that failed validation with ``code``.
+
+    >>> invalid("invalid_json")
+    'invalid:invalid_json'
+    """
+    return f"invalid:{code}"
+
+
+def bot(code: str) -> str:
+    """The drop reason of a call from a bot, detected by rule ``code``.
+
+    >>> bot("ua_list")
+    'bot:ua_list'
+    """
+    return f"bot:{code}"
+
+
+def _key(reason: DropReason | str) -> str:
+    # Plain strings in the counters: they cross the worker-process pipe (marshal) and
+    # compare and print as users read them in stats().
+    return reason.value if isinstance(reason, DropReason) else reason
 
 
 @dataclass(frozen=True)
@@ -23,7 +75,8 @@ class SkoposStats:
     - ``accepted``: tracking calls queued;
     - ``written``: accepted calls whose records are in PocketBase;
     - ``dropped``: calls not written, by reason (``queue_full``, ``bot:ua_list``,
-      ``ip_blacklisted``, ``invalid_json``, ``site_archived``, ...);
+      ``ip_blacklisted``, ``invalid:invalid_json``, ``site_archived``, ...: see
+      ``DropReason``);
     - ``queue_depth``: calls waiting for the worker; ``pending``: calls the worker
       holds (in a batch not yet written, or JS errors awaiting their interval);
     - ``records``: records written, by collection; ``retries``: PocketBase requests
@@ -84,10 +137,10 @@ class Ledger:
             self.acknowledged += count
             self._condition.notify_all()
 
-    def ack_dropped(self, reason: str, count: int = 1) -> None:
+    def ack_dropped(self, reason: DropReason | str, count: int = 1) -> None:
         """``count`` accepted calls will never be written, because of ``reason``."""
         with self._condition:
-            self.dropped[reason] += count
+            self.dropped[_key(reason)] += count
             self.acknowledged += count
             self._condition.notify_all()
 
@@ -103,10 +156,11 @@ class Ledger:
         with self._condition:
             self.recovered_expected += count
 
-    def count_recovered(self, outcome: str, count: int) -> None:
-        """``count`` calls from an earlier process's spool were written or dropped."""
+    def count_recovered(self, outcome: DropReason | str, count: int) -> None:
+        """``count`` calls from an earlier process's spool were written (``"written"``) or
+        dropped (a reason)."""
         with self._condition:
-            self.recovered[outcome] += count
+            self.recovered[_key(outcome)] += count
             self._condition.notify_all()
 
     def count_records(self, collection: str, count: int) -> None:
@@ -165,3 +219,28 @@ class Ledger:
 
         with self._condition:
             return self._condition.wait_for(done, timeout)
+
+
+class InternalErrors:
+    """Bugs caught in the background threads: each is logged by its thread, noted in the
+    ledger's ``last_error``, and with ``strict`` kept for the next public call to raise."""
+
+    def __init__(self, ledger: Ledger, *, strict: bool) -> None:
+        self._ledger = ledger
+        self._strict = strict
+        self._latest: BaseException | None = None
+
+    def note(self, error: BaseException) -> None:
+        """Record ``error`` (its thread carries on)."""
+        self._ledger.note_error(f"internal error: {error!r}", retried=False)
+        self.keep(error)
+
+    def keep(self, error: BaseException) -> None:
+        """Keep ``error`` for ``take`` (strict mode only), without noting it in the ledger."""
+        if self._strict:
+            self._latest = error
+
+    def take(self) -> BaseException | None:
+        """The latest error kept since the last call, if any."""
+        error, self._latest = self._latest, None
+        return error

@@ -272,7 +272,12 @@ def test_settings_are_checked() -> None:
         pytest.raises(ImproperlyConfigured, match="site"),
     ):
         apps.get_app_config("skopos").ready()
-    for bad in ({"event_path": "api/event"}, {"max_body_bytes": "16k"}, {"async_views": "yes"}):
+    for bad in (
+        {"event_path": "api/event"},
+        {"max_body_bytes": "16k"},
+        {"async_views": "yes"},
+        {"batch_interval": 0},
+    ):
         with override_settings(SKOPOS=bad), pytest.raises(ImproperlyConfigured):
             skopos_django.skopos_settings()
     with override_settings(SKOPOS={"cors_origins": "https://a.test, https://b.test"}):

@@ -217,6 +217,10 @@ def test_settings_are_checked_when_the_extension_is_registered() -> None:
     app.config["SKOPOS"] = {"site": "abc"}
     with pytest.raises(ConfigurationError, match=r"unknown key.*site"):
         Skopos(app)
+    for bad in ({"event_path": "api/event"}, {"max_body_bytes": "16k"}, {"batch_interval": 0}):
+        app.config["SKOPOS"] = bad
+        with pytest.raises(ConfigurationError, match=next(iter(bad))):
+            Skopos(app)
     app.config["SKOPOS"] = {"site_id": "abc"}
     with pytest.raises(ConfigurationError, match="site_id"):
         Skopos(app, sdk=object())  # type: ignore[arg-type]

@@ -354,8 +354,10 @@ def test_lifespan_as_a_plain_context_manager(skopos: SkoposLifespan) -> None:
 
 
 def test_unknown_options_fail_when_the_app_is_built() -> None:
-    with pytest.raises(TypeError, match="site_idd"):
+    with pytest.raises(ConfigurationError, match="site_idd"):
         skopos_lifespan(site_idd="abc")
+    with pytest.raises(ConfigurationError, match="batch_interval"):
+        skopos_lifespan(batch_interval=-1)
 
 
 def test_bad_configuration_fails_the_startup(options: dict[str, Any]) -> None:

@@ -1,19 +1,16 @@
-"""The background worker: queue → pipeline → sessionizer → writer thread.
+"""The background worker: queue → pipeline → (spool) → sessionizer → writer thread.
 
-It decides *when* to write: with ``batch=False``, once the oldest activity held
-is 50 ms old or ``max_batch_size`` are held (and the writer thread is ready:
-what arrives while a batch is in flight joins the next one), or when ``max_batch_size``
-activities are held or the oldest is ``batch_interval`` old (``batch=True``).
-JS error groups are written every ``js_error_batch_interval``. A flush request
-writes everything now. While PocketBase cannot be reached, calls wait (the
-queue stays bounded) and nothing accepted is dropped before the shutdown
-deadline.
+Each round takes the queued calls, has the pipeline prepare them (drops are acknowledged at
+once, with their reason), and hands writes to the writer thread: activities when a batch is
+due, deferred session touches, JS error groups every ``js_error_batch_interval``. When to
+take, write and sleep is decided by ``schedule`` from a ``Situation`` of this worker; this
+module does the I/O. While PocketBase cannot be reached, calls wait (the queue stays
+bounded) and nothing accepted is dropped before the shutdown deadline.
 
-With a spool (``spool_dir``), prepared activities go to the journal first and
-the worker reads them back from it: memory holds a bounded read-ahead, the
-queue keeps draining to disk while PocketBase is away, what is left at the
-shutdown deadline stays on disk, and segments that dead processes left behind
-are replayed (``spool.py``).
+With a spool (``spool_dir``), prepared activities go to the journal first and the worker
+reads them back from it: memory holds a bounded read-ahead, the queue keeps draining to disk
+while PocketBase is away, what is left at the shutdown deadline stays on disk, and segments
+that dead processes left behind are replayed (``spool.py``).
 """
 
 from __future__ import annotations
@@ -25,15 +22,16 @@ from collections.abc import Callable
 
 from skopos._config import SkoposOptions
 from skopos._delivery.js_errors import ErrorAggregator
+from skopos._delivery.schedule import Policy, Situation, is_idle, plan_take, plan_writes
 from skopos._delivery.sessions import Sessionizer
 from skopos._delivery.spool import Spool
+from skopos._delivery.stopping import Stopping
 from skopos._delivery.writer import Backoff, BatchWriter
 from skopos._delivery.writer_thread import WriterThread
 from skopos._delivery.writes import PendingWrite
 from skopos._exceptions import PocketBaseError
-from skopos._pocketbase.client import PocketBaseClient
-from skopos._queue import POLL_AFTER_CALLS, WorkQueue
-from skopos._stats import Ledger
+from skopos._queue import TAKE_AT_ONCE, WorkQueue
+from skopos._stats import DropReason, InternalErrors, Ledger
 from skopos._tracking.activity import Activity, TrackCall
 from skopos._tracking.pipeline import Pipeline
 from skopos._tracking.sites import SiteRegistry
@@ -42,19 +40,15 @@ __all__ = ["Worker"]
 
 logger = logging.getLogger("skopos")
 
-_TAKE_AT_ONCE = 1000
-# batch=False: a write waits this long for company (or for max_batch_size calls), so a busy
-# host hands the worker batches instead of one call at a time, each a GIL hand-off.
-_LINGER = 0.05
-# Deferred session touches go out once no call arrived for this long: under load they wait
-# (fewer PATCHes for PocketBase), on a quiet site exit paths are fresh within a second.
-_QUIET = 0.5
-_IDLE_WAKEUP = 1.0  # seconds; the longest the loop sleeps without a reason
 _ORPHAN_SCAN_INTERVAL = 30.0  # seconds between looks for segments of dead processes
 
 
 class Worker:
-    """Owns the thread that turns queued calls into PocketBase records."""
+    """Owns the thread that turns queued calls into PocketBase records.
+
+    The writer (``BatchWriter`` on its ``WriterThread``) and the ``Stopping`` they share
+    are given, so the loop can be driven against any of them; ``schedule`` decides.
+    """
 
     def __init__(
         self,
@@ -63,8 +57,11 @@ class Worker:
         pipeline: Pipeline,
         sessionizer: Sessionizer,
         sites: SiteRegistry,
-        client: PocketBaseClient,
+        writer: BatchWriter,
+        writes: WriterThread,
+        stopping: Stopping,
         ledger: Ledger,
+        errors: InternalErrors,
         options: SkoposOptions,
         spool: Spool | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -73,31 +70,26 @@ class Worker:
         self._pipeline = pipeline
         self._sessionizer = sessionizer
         self._sites = sites
+        self._writer = writer
+        self._writes = writes
+        self._stopping = stopping
         self._ledger = ledger
+        self._errors_seen = errors
         self._options = options
+        self._policy = Policy.of(options)
         self._clock = clock
-        self._stop = threading.Event()
         self._flush = threading.Event()
-        self._deadline: float | None = None
         self._spool = spool
-        self._read_ahead = max(_TAKE_AT_ONCE, options.max_batch_size)
+        self._read_ahead = max(TAKE_AT_ONCE, options.max_batch_size)
         self._orphans_due = 0.0
-        self._writer = BatchWriter(
-            client, ledger, on_dropped_parent=sessionizer.forget, stop=self._stop, spool=spool
-        )
-        self._writer.deadline_passed = self._deadline_passed
-        self._writes = WriterThread(
-            self._writer, on_done=queue.wake, on_error=self._note_internal_error
-        )
-        self._backoff = Backoff()
+        self._backoff = Backoff()  # for failed reads (site rules, session lookups)
         self._held: list[TrackCall] = []
         self._activities: list[Activity] = []
         self._oldest_activity = 0.0
-        self._last_call = 0.0
+        self._last_call = float("-inf")
         self._errors = ErrorAggregator()
         self._errors_due = clock() + options.js_error_batch_interval
         self._thread: threading.Thread | None = None
-        self.internal_error: BaseException | None = None
         self.running = False  # set by the thread itself: cheaper to read than ``alive``
 
     # -- control, from other threads -------------------------------------------------
@@ -109,7 +101,7 @@ class Worker:
 
     def start(self) -> None:
         """Start (or restart) the threads."""
-        if self.alive or self._stop.is_set():
+        if self.alive or self._stopping.requested:
             return
         self._writes.start()
         self._thread = threading.Thread(target=self._run, name="skopos-worker", daemon=True)
@@ -122,14 +114,10 @@ class Worker:
 
     def stop(self, timeout: float) -> None:
         """Write what it can within ``timeout`` seconds, drop and count the rest, and end."""
-        self._deadline = self._clock() + timeout
-        self._stop.set()
+        self._stopping.request(timeout)
         self._queue.wake()
         if self._thread is not None:
             self._thread.join(timeout + 1.0)
-
-    def _deadline_passed(self) -> bool:
-        return self._deadline is not None and self._clock() > self._deadline
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -149,124 +137,84 @@ class Worker:
                     return
             except Exception as exc:  # never let the thread die for good
                 logger.exception("skopos: internal error in the worker")
-                self._note_internal_error(exc)
-                self._stop.wait(0.1)
+                self._errors_seen.note(exc)
+                self._stopping.sleep(0.1)
 
-    def _note_internal_error(self, exc: Exception) -> None:
-        self._ledger.note_error(f"internal error: {exc!r}", retried=False)
-        if self._options.strict:
-            self.internal_error = exc
+    def _situation(self, *, flushing: bool) -> Situation:
+        spool = self._spool
+        return Situation(
+            now=self._clock(),
+            flushing=flushing,
+            held=len(self._held),
+            activities=len(self._activities),
+            oldest_activity=self._oldest_activity,
+            room=self._read_ahead - len(self._activities),
+            spooling=spool is not None,
+            spool_backlog=spool.backlog if spool is not None else 0,
+            writer_ready=self._writes.ready,
+            last_call=self._last_call,
+            deferred_touches=self._sessionizer.has_deferred,
+            error_occurrences=self._errors.occurrences,
+            errors_due=self._errors_due,
+            errors_full=self._errors.full,
+        )
 
     def _step(self) -> bool:
-        """One round; True when the worker is done for good."""
+        """One round: wait for calls, prepare them, write what is due; True when done."""
         generation = self._ledger.flush_requested  # read first: served by this round
-        stopping = self._stop.is_set()
+        stopping = self._stopping.requested
         flushing = stopping or self._flush.is_set()
-        spool = self._spool
-        writes = self._writes
-        reading = spool is not None and spool.backlog > 0 and self._room() > 0
-        if spool is None and self._room() <= 0:
-            # Memory is full: wait for the writer (the queue holds new calls meanwhile).
-            writes.wait_ready(_IDLE_WAKEUP)
+        take = plan_take(self._policy, self._situation(flushing=flushing))
+        if take.wait_for_writer:
+            self._writes.wait_ready(take.timeout)  # the queue holds new calls meanwhile
             calls = self._held
         else:
-            # A due write waits for the writer thread, which wakes the queue when done.
-            writable = writes.ready and (self._write_due() or (flushing and self._activities))
-            busy = self._held or reading or writable
-            wait = 0.0 if busy else self._seconds_until_due(writes.ready)
-            limit = _TAKE_AT_ONCE if spool is not None else min(_TAKE_AT_ONCE, self._room())
-            # Woken by a full batch; the first call after a lull found by polling every
-            # _LINGER s, or, after POLL_AFTER_CALLS without calls, by the call waking us.
-            pending = len(self._activities)
-            if flushing:
-                wake_at = 1
-            elif pending:
-                # A full batch waiting for the writer: only the writer (or a flush) wakes
-                # us. (wake_at <= 0 made take() return at once: a busy loop for as long as
-                # PocketBase took to commit, the GIL taken from the host all along.)
-                wake_at = (
-                    max(self._options.max_batch_size - pending, 0) or self._options.max_queue_size
-                )
-            elif self._clock() - self._last_call < POLL_AFTER_CALLS:
-                wake_at = self._options.max_batch_size
-                wait = min(wait, _LINGER)
-            else:
-                wake_at = 1
-            calls = self._held + self._queue.take(limit, wait, wake_at=wake_at)
-        if not flushing and (self._flush.is_set() or self._stop.is_set()):
-            # It woke the take() above: served by this round, not after the next wait.
+            calls = self._held + self._queue.take(take.limit, take.timeout, wake_at=take.wake_at)
+        if not flushing and (self._flush.is_set() or self._stopping.requested):
+            # The flush or stop that ended the wait is served by this round.
             generation = self._ledger.flush_requested
-            stopping = self._stop.is_set()
+            stopping = self._stopping.requested
             flushing = True
         self._held = []
         if calls:
             self._last_call = self._clock()
         self._prepare(calls)
-        if spool is not None:
-            self._replay_orphans(spool)
-            self._read_back(spool)
+        if self._spool is not None:
+            self._replay_orphans(self._spool)
+            self._read_back(self._spool)
 
-        now = self._clock()
-        if writes.ready and ((flushing and self._activities) or self._write_due()):
+        writes = plan_writes(self._policy, self._situation(flushing=flushing))
+        if writes.activities:
             self._write_activities()
-        if writes.ready and self._sessionizer.has_deferred:
-            quiet = now - self._last_call >= _QUIET and not self._activities
-            touches = self._sessionizer.deferred_touches(time.time(), everything=flushing or quiet)
-            writes.submit(touches)
-        if self._errors.occurrences and (flushing or now >= self._errors_due or self._errors.full):
+        if writes.touches != "none":
+            everything = writes.touches == "all"
+            self._writes.submit(
+                self._sessionizer.deferred_touches(time.time(), everything=everything)
+            )
+        if writes.errors:
             self._write_errors()
         if self._sites.refresh_due():
             self._refresh_sites()
 
-        idle = not (
-            len(self._queue)
-            or self._held
-            or self._activities
-            or self._errors.occurrences
-            or (spool is not None and spool.backlog)
-            or self._sessionizer.has_deferred
+        idle = is_idle(
+            self._situation(flushing=flushing),
+            queued=len(self._queue),
+            writer_idle=self._writes.idle,
         )
-        idle = idle and writes.idle
         if idle and flushing:
             self._ledger.complete_flush(generation)
         if idle and stopping:
-            if spool is not None and spool.own_outstanding:
+            if self._spool is not None and self._spool.own_outstanding:
                 # The writer gave up at the deadline and left its batch in the spool.
                 self._give_up()
             return True
         if idle and flushing and self._ledger.flush_requested == generation:
-            # Only when no flush was requested after ``generation`` was read (during the
-            # prepare or the writes above): clearing then would leave it to the next wake-up.
+            # A flush requested while this round ran is left set for the next round.
             self._flush.clear()
-        if self._deadline_passed():
+        if self._stopping.deadline_passed():
             self._give_up()
             return True
         return False
-
-    def _write_due(self) -> bool:
-        """Enough activities, or the oldest old enough, to write them now."""
-        if not self._activities:
-            return False
-        if len(self._activities) >= self._options.max_batch_size:
-            return True
-        return self._clock() - self._oldest_activity >= self._hold_for()
-
-    def _hold_for(self) -> float:
-        return self._options.batch_interval if self._options.batch else _LINGER
-
-    def _seconds_until_due(self, writer_ready: bool) -> float:
-        now = self._clock()
-        due = now + _IDLE_WAKEUP
-        if self._activities and writer_ready:
-            due = min(due, self._oldest_activity + self._hold_for())
-        if self._errors.occurrences:
-            due = min(due, self._errors_due)
-        if self._sessionizer.has_deferred and writer_ready and not self._activities:
-            # The quiet moment only counts with no activity held (see _step): counting it
-            # anyway made the wait 0 until a held batch was due (batch=True: up to 10 s of
-            # busy loop).
-            due = min(due, self._last_call + _QUIET)
-        return max(0.0, due - now)
 
     def _prepare(self, calls: list[TrackCall], *, wait_on_error: bool = True) -> None:
         prepared: list[Activity] = []
@@ -291,9 +239,8 @@ class Worker:
                 return
             except Exception as exc:
                 logger.exception("skopos: internal error preparing a tracking call")
-                self._ledger.ack_dropped("internal_error")
-                if self._options.strict:
-                    self.internal_error = exc
+                self._ledger.ack_dropped(DropReason.INTERNAL_ERROR)
+                self._errors_seen.keep(exc)
                 continue
             if isinstance(result, str):
                 self._ledger.ack_dropped(result)
@@ -313,7 +260,7 @@ class Worker:
                 self._ledger.note_error(f"spool: {exc}", retried=False)
             else:
                 if refused.full:
-                    self._ledger.ack_dropped("spool_full", len(refused.full))
+                    self._ledger.ack_dropped(DropReason.SPOOL_FULL, len(refused.full))
                 if not refused.unencodable:
                     return
                 activities = refused.unencodable  # not durable, but delivered
@@ -337,9 +284,9 @@ class Worker:
                 "skopos: %d spooled calls could not be read back (corrupted)", own + recovered
             )
         if own:
-            self._ledger.ack_dropped("spool_corrupt", own)
+            self._ledger.ack_dropped(DropReason.SPOOL_CORRUPT, own)
         if recovered:
-            self._ledger.count_recovered("spool_corrupt", recovered)
+            self._ledger.count_recovered(DropReason.SPOOL_CORRUPT, recovered)
 
     def replay_orphans(self) -> None:
         """Take over what dead processes left in the spool now (``init`` calls this
@@ -367,7 +314,7 @@ class Worker:
     def _drain_to_spool(self) -> None:
         """While the worker waits for PocketBase, move queued calls to the journal."""
         if not self._held:  # held calls failed to prepare: the rest would too
-            self._prepare(self._queue.take(_TAKE_AT_ONCE, 0.0), wait_on_error=False)
+            self._prepare(self._queue.take(TAKE_AT_ONCE, 0.0), wait_on_error=False)
 
     def _close_spool(self) -> None:
         if self._spool is not None:
@@ -383,8 +330,8 @@ class Worker:
             delay,
         )
         end = self._clock() + delay
-        while not self._deadline_passed() and self._clock() < end:
-            self._stop.wait(min(0.1, end - self._clock()))
+        while not self._stopping.deadline_passed() and self._clock() < end:
+            self._stopping.sleep(min(0.1, end - self._clock()))
             if self._spool is not None:
                 self._drain_to_spool()
 
@@ -444,4 +391,4 @@ class Worker:
                 self._ledger.ack_spooled(spooled)
         if count:
             logger.warning("skopos: shutdown deadline passed; %d tracking calls undelivered", count)
-            self._ledger.ack_dropped("undelivered_at_shutdown", count)
+            self._ledger.ack_dropped(DropReason.UNDELIVERED_AT_SHUTDOWN, count)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 
 from skopos._delivery.spool import Spool
+from skopos._delivery.stopping import Stopping
 from skopos._delivery.writes import PendingWrite
 from skopos._exceptions import (
     PocketBaseAuthError,
@@ -30,7 +30,7 @@ from skopos._exceptions import (
     PocketBaseValidationError,
 )
 from skopos._pocketbase.client import BatchRequest, PocketBaseClient
-from skopos._stats import Ledger
+from skopos._stats import DropReason, Ledger
 from skopos._tracking.activity import JournalRef
 from skopos._tracking.identity import random_record_id
 
@@ -83,17 +83,16 @@ class BatchWriter:
         ledger: Ledger,
         *,
         on_dropped_parent: Callable[[str], None],
-        stop: threading.Event,
+        stopping: Stopping,
         backoff: Backoff | None = None,
         spool: Spool | None = None,
     ) -> None:
         self._client = client
         self._ledger = ledger
         self._on_dropped_parent = on_dropped_parent
-        self._stop = stop
+        self._stopping = stopping
         self._backoff = backoff or Backoff()
         self._spool = spool
-        self.deadline_passed: Callable[[], bool] = lambda: False
         self._marker_id = random_record_id()
 
     def write(self, writes: Sequence[PendingWrite]) -> None:
@@ -106,7 +105,7 @@ class BatchWriter:
 
     def drop_undelivered(self, writes: Sequence[PendingWrite]) -> None:
         """``writes`` will not be sent before the shutdown deadline."""
-        self._drop(writes, "undelivered_at_shutdown")
+        self._drop(writes, DropReason.UNDELIVERED_AT_SHUTDOWN)
 
     def _chunk_size(self) -> int:
         try:
@@ -137,14 +136,14 @@ class BatchWriter:
                     self._split(chunk, error)
                     return
                 if not self._wait_to_retry(error, transient=True):
-                    self._drop(chunk, "undelivered_at_shutdown")
+                    self._drop(chunk, DropReason.UNDELIVERED_AT_SHUTDOWN)
                     return
                 continue
             except PocketBaseError as error:
                 if self._committed(marker):
                     break  # the answer was lost, not the write
                 if not self._wait_to_retry(error):
-                    self._drop(chunk, "undelivered_at_shutdown")
+                    self._drop(chunk, DropReason.UNDELIVERED_AT_SHUTDOWN)
                     return
                 continue
             break
@@ -155,7 +154,7 @@ class BatchWriter:
         if len(chunk) == 1:
             logger.warning("skopos: PocketBase keeps failing a one-record batch: %s", error)
             self._ledger.note_error(str(error), retried=False)
-            self._drop(chunk, "rejected_by_pocketbase")
+            self._drop(chunk, DropReason.REJECTED_BY_POCKETBASE)
             return
         half = len(chunk) // 2  # in order: parents still go before their dependants
         self._write_chunk(chunk[:half])
@@ -205,11 +204,11 @@ class BatchWriter:
         delay = self._backoff.next_delay(retry_after)
         level = logging.WARNING if self._backoff.failures in (1, 10) else logging.DEBUG
         logger.log(level, "skopos: write failed (%s); retrying in %.1fs", error, delay)
-        while delay > 0 and not self.deadline_passed():
+        while delay > 0 and not self._stopping.deadline_passed():
             step = min(delay, 0.1)
-            self._stop.wait(step)
+            self._stopping.sleep(step)
             delay -= step
-        return not self.deadline_passed()
+        return not self._stopping.deadline_passed()
 
     def _without_rejected(
         self, chunk: list[PendingWrite], error: PocketBaseValidationError
@@ -218,7 +217,7 @@ class BatchWriter:
         if index is None or not 0 <= index < len(chunk):
             logger.error("skopos: PocketBase rejected a batch: %s", error)
             self._ledger.note_error(str(error), retried=False)
-            self._drop(chunk, "rejected_by_pocketbase")
+            self._drop(chunk, DropReason.REJECTED_BY_POCKETBASE)
             return []
         bad = chunk[index]
         if _is_duplicate_create(error, bad):
@@ -233,7 +232,7 @@ class BatchWriter:
             self._on_dropped_parent(bad.key)
         else:
             rejected = [bad]
-        self._drop(rejected, "rejected_by_pocketbase")
+        self._drop(rejected, DropReason.REJECTED_BY_POCKETBASE)
         rejected_ids = {id(w) for w in rejected}
         return [w for w in chunk if id(w) not in rejected_ids]
 
@@ -254,9 +253,9 @@ class BatchWriter:
         if recovered:
             self._ledger.count_recovered("written", recovered)
 
-    def _drop(self, writes: Sequence[PendingWrite], reason: str) -> None:
+    def _drop(self, writes: Sequence[PendingWrite], reason: DropReason) -> None:
         if self._spool is not None:
-            if reason == "undelivered_at_shutdown":
+            if reason == DropReason.UNDELIVERED_AT_SHUTDOWN:
                 return  # journaled: the worker counts them as spooled for the next process
             self._spool.acknowledge(_refs(writes))
         acks = sum(write.acks for write in writes)

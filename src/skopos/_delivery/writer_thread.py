@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from skopos._delivery.writer import BatchWriter
 from skopos._delivery.writes import PendingWrite
+from skopos._stats import InternalErrors
 
 __all__ = ["WriterThread"]
 
@@ -30,11 +31,11 @@ class WriterThread:
         writer: BatchWriter,
         *,
         on_done: Callable[[], None],
-        on_error: Callable[[Exception], None],
+        errors: InternalErrors,
     ) -> None:
         self._writer = writer
         self._on_done = on_done
-        self._on_error = on_error
+        self._errors = errors
         self._condition = threading.Condition(threading.Lock())
         self._next: list[PendingWrite] = []
         self._busy = False
@@ -102,7 +103,7 @@ class WriterThread:
                 self._writer.write(job)
             except Exception as exc:  # the thread carries on with the next batch
                 logger.exception("skopos: internal error while writing a batch")
-                self._on_error(exc)
+                self._errors.note(exc)
             finally:
                 with self._condition:
                     self._busy = False

@@ -2,12 +2,10 @@
 off the host's GIL. Started by ``process.ProcessRuntime`` as
 ``python -m skopos._runtime.child``; not a public entry point.
 
-Protocol (frames of ``wire``): the host sends the options first, then
-``("call", ...)`` / ``("drop", reason)`` items in ``("calls", [...])`` frames,
-``("flush",)`` and ``("stop", timeout)``. This process answers ``("ready",)`` or
-``("error", kind, message)`` once, then ``("stats", delta)`` frames with what its
-ledger counted since the previous one. End of input (the host died) means: write
-what is queued, then exit.
+Protocol (the frames of ``wire``): the host sends ``Options`` first, then ``Calls``,
+``Flush`` and ``Stop``. This process answers ``Ready`` or ``Failed`` once, then ``Stats``
+frames with what its ledger counted since the previous one, and ``Stopped``. End of input
+(the host died) means: write what is queued, then exit.
 """
 
 from __future__ import annotations
@@ -23,8 +21,8 @@ from typing import Any
 
 from skopos._config import SkoposOptions
 from skopos._exceptions import ConfigurationError, PocketBaseError
-from skopos._runtime.thread import Runtime, new_client
-from skopos._runtime.wire import call_from_wire, read_frame, write_frame
+from skopos._runtime import wire
+from skopos._runtime.thread import ThreadRuntime, new_client
 from skopos._tracking.salt import load_or_create_salt
 
 logger = logging.getLogger("skopos")
@@ -42,7 +40,7 @@ _STOP_ON_HANGUP = 10.0  # seconds to finish writing when the host went away
 class _Reporter:
     """Sends the ledger's changes to the host, ``_REPORT_INTERVAL`` apart."""
 
-    def __init__(self, runtime: Runtime, fd: int) -> None:
+    def __init__(self, runtime: ThreadRuntime, fd: int) -> None:
         self._runtime = runtime
         self._fd = fd
         self._sent: dict[str, Any] = {}
@@ -53,7 +51,6 @@ class _Reporter:
     def _current(self) -> dict[str, Any]:
         runtime = self._runtime
         ledger = runtime.ledger
-        error = runtime.worker.internal_error
         return {
             "acknowledged": ledger.acknowledged,
             "written": ledger.written,
@@ -69,13 +66,13 @@ class _Reporter:
             "last_error_at": ledger.last_error_at,
             "realtime": runtime.sites.realtime_connected,
             "depth": len(runtime.queue),
-            "internal_error": repr(error) if error is not None else None,
         }
 
     def report(self) -> None:
         with self._lock:
             now = self._current()
-            if now == self._sent:
+            error = self._runtime.internal_errors.take()  # strict mode only
+            if now == self._sent and error is None:
                 return
             delta: dict[str, Any] = {}
             for key, value in now.items():
@@ -90,11 +87,9 @@ class _Reporter:
                     delta[key] = value - (before or 0)
                 else:
                     delta[key] = value
-            if now["internal_error"] is not None:
-                self._runtime.worker.internal_error = None
-                now["internal_error"] = None
+            delta["internal_error"] = repr(error) if error is not None else None
             self._sent = now
-            write_frame(self._fd, ("stats", delta))
+            wire.send(self._fd, wire.Stats(delta))
 
     def _run(self) -> None:
         while not self._stop.wait(_REPORT_INTERVAL):
@@ -108,10 +103,10 @@ class _Reporter:
         self.thread.join(1.0)
 
 
-def _start(options: SkoposOptions) -> Runtime:
+def _start(options: SkoposOptions) -> ThreadRuntime:
     client = new_client(options)
     client.authenticate()
-    runtime = Runtime(options, client, load_or_create_salt(client))
+    runtime = ThreadRuntime(options, client, load_or_create_salt(client))
     if runtime.sites.get(options.site_id) is None:
         raise ConfigurationError(f"no website with tracking id {options.site_id!r}")
     runtime.pipeline.warm_up()
@@ -120,26 +115,26 @@ def _start(options: SkoposOptions) -> Runtime:
     return runtime
 
 
-def _serve(runtime: Runtime, reporter: _Reporter, inbox: int) -> float:
-    """Take frames until ``stop`` (its timeout) or end of input."""
+def _serve(runtime: ThreadRuntime, inbox: int) -> float:
+    """Take frames until ``Stop`` (its timeout) or end of input."""
     while True:
-        frame = read_frame(inbox)
+        frame = wire.receive(inbox)
         if frame is None:
             return _STOP_ON_HANGUP
-        if frame[0] == "calls":
-            for item in frame[1]:
-                if item[0] == "drop":
-                    runtime.ledger.ack_dropped(item[1])
+        if isinstance(frame, wire.Calls):
+            for item in frame.items:
+                call = wire.call_from_wire(item)
+                if isinstance(call, str):  # validated on the host, and dropped
+                    runtime.ledger.ack_dropped(call)
                     continue
-                call = call_from_wire(item)
                 while not runtime.queue.put(call):  # full: hold the host back instead
                     runtime.worker.request_flush()
                     threading.Event().wait(0.005)
-        elif frame[0] == "flush":
-            runtime.ledger.request_flush(frame[1])  # the host's number, reported back
+        elif isinstance(frame, wire.Flush):
+            runtime.ledger.request_flush(frame.generation)  # the host's number, reported back
             runtime.worker.request_flush()
-        elif frame[0] == "stop":
-            return float(frame[1])
+        elif isinstance(frame, wire.Stop):
+            return frame.timeout
 
 
 def main() -> int:
@@ -153,24 +148,24 @@ def main() -> int:
     inbox = sys.stdin.fileno()
     outbox = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt frames
-    config = read_frame(inbox)
-    if config is None:
+    config = wire.receive(inbox)
+    if not isinstance(config, wire.Options):
         return 1
     try:
-        options = SkoposOptions(**{**config, "worker_process": False})
+        options = SkoposOptions(**{**config.values, "worker_process": False})
         runtime = _start(options)
     except (ConfigurationError, PocketBaseError) as exc:
-        write_frame(outbox, ("error", type(exc).__name__, str(exc)))
+        wire.send(outbox, wire.Failed(type(exc).__name__, str(exc)))
         return 1
     reporter = _Reporter(runtime, outbox)
     reporter.thread.start()
-    write_frame(outbox, ("ready",))
-    timeout = _serve(runtime, reporter, inbox)
+    wire.send(outbox, wire.Ready())
+    timeout = _serve(runtime, inbox)
     runtime.stop(timeout)
     reporter.stop()
     try:
         reporter.report()
-        write_frame(outbox, ("stopped",))
+        wire.send(outbox, wire.Stopped())
     except OSError:
         pass
     return 0

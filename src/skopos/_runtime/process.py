@@ -32,19 +32,18 @@ from typing import Any
 
 from skopos._config import SkoposOptions
 from skopos._exceptions import ConfigurationError, PocketBaseError
-from skopos._queue import POLL_AFTER_CALLS, WorkQueue
-from skopos._runtime.wire import calls_frame, read_frame, write_encoded, write_frame
-from skopos._stats import Ledger
+from skopos._queue import POLL_AFTER_CALLS, TAKE_AT_ONCE, WorkQueue
+from skopos._runtime import wire
+from skopos._runtime.base import keep_inherited
+from skopos._stats import DropReason, InternalErrors, Ledger
 from skopos._tracking.activity import TrackCall
 
 __all__ = ["ProcessRuntime"]
 
 logger = logging.getLogger("skopos")
 
-_TAKE_AT_ONCE = 1000
 _LINGER = 0.02  # the feeder waits this long for company before shipping a frame
 _READY_TIMEOUT = 60.0
-_INHERITED: list[ProcessRuntime] = []
 
 
 class _Child:
@@ -70,7 +69,14 @@ class _Child:
         self.acknowledged = 0  # of those, acknowledged by it
         self.depth = 0
         self.feeder: threading.Thread | None = None
-        write_frame(self.inbox, dataclasses.asdict(options))
+        wire.send(self.inbox, wire.Options(dataclasses.asdict(options)))
+
+    def abandon(self) -> None:
+        """In a forked host: close the inherited pipe ends without touching the child (the
+        parent's), or waiting for a feeder (the parent's thread, absent here)."""
+        for fd in (self.inbox, self.outbox):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def close(self) -> None:
         """Close our pipe ends, once the child is gone and the feeder is done with them."""
@@ -85,10 +91,17 @@ class _Child:
 class ProcessWorker:
     """The feeder and reader threads, with the in-process ``Worker``'s control surface."""
 
-    def __init__(self, options: SkoposOptions, queue: WorkQueue[TrackCall], ledger: Ledger):
+    def __init__(
+        self,
+        options: SkoposOptions,
+        queue: WorkQueue[TrackCall],
+        ledger: Ledger,
+        errors: InternalErrors,
+    ) -> None:
         self._options = options
         self._queue = queue
         self._ledger = ledger
+        self._errors = errors
         self._child: _Child | None = None
         self._feeder: threading.Thread | None = None
         self._flush = threading.Event()
@@ -97,7 +110,6 @@ class ProcessWorker:
         self._lock = threading.Lock()
         self.spoof_attempts = 0
         self.realtime_connected = False
-        self.internal_error: BaseException | None = None
         # Read on every tracking call: a flag, where ``alive`` would poll the process.
         self.running = False
 
@@ -130,13 +142,12 @@ class ProcessWorker:
             self._retire()
             child = _Child(self._options)
             answer = self._await_ready(child)
-            if answer[0] != "ready":
+            if isinstance(answer, wire.Failed):
                 child.process.wait(5)
                 child.close()
-                kind, message = answer[1], answer[2]
-                if kind == "ConfigurationError":
-                    raise ConfigurationError(message)
-                raise PocketBaseError(f"the worker process could not start: {message}")
+                if answer.kind == "ConfigurationError":
+                    raise ConfigurationError(answer.message)
+                raise PocketBaseError(f"the worker process could not start: {answer.message}")
             self._child = child
             threading.Thread(target=self._read, args=(child,), daemon=True).start()
             self._feeder = threading.Thread(target=self._feed, name="skopos-feeder", daemon=True)
@@ -144,18 +155,18 @@ class ProcessWorker:
             self._feeder.start()
             self.running = True
 
-    def _await_ready(self, child: _Child) -> tuple[Any, ...]:
-        result: list[Any] = []
-        reader = threading.Thread(target=lambda: result.append(read_frame(child.outbox)))
+    def _await_ready(self, child: _Child) -> wire.Ready | wire.Failed:
+        result: list[object] = []
+        reader = threading.Thread(target=lambda: result.append(wire.receive(child.outbox)))
         reader.start()
         reader.join(_READY_TIMEOUT)
-        if not result or result[0] is None:
-            child.process.kill()
-            child.process.wait(5)
-            child.close()
-            return ("error", "PocketBaseError", "no answer from the worker process")
-        answer: tuple[Any, ...] = result[0]
-        return answer
+        answer = result[0] if result else None
+        if isinstance(answer, (wire.Ready, wire.Failed)):
+            return answer
+        child.process.kill()
+        child.process.wait(5)
+        child.close()
+        return wire.Failed("PocketBaseError", "no answer from the worker process")
 
     def _retire(self) -> None:
         """Account for a child that died: what it held and had not acknowledged is lost."""
@@ -165,8 +176,14 @@ class ProcessWorker:
         lost = child.given - child.acknowledged
         if lost > 0:
             logger.error("skopos: the worker process exited; %d tracking calls lost", lost)
-            self._ledger.ack_dropped("worker_exited", lost)
+            self._ledger.ack_dropped(DropReason.WORKER_EXITED, lost)
             child.acknowledged = child.given
+
+    def abandon(self) -> None:
+        """In a forked host: let go of the parent's worker process without touching it."""
+        child = self._child
+        if child is not None:
+            child.abandon()
 
     def request_flush(self) -> None:
         """Ship everything and have the child write it now."""
@@ -202,42 +219,41 @@ class ProcessWorker:
             while True:
                 stopping = self._stop.is_set()
                 if stopping:
-                    calls = self._queue.take(_TAKE_AT_ONCE, 0.0)
+                    calls = self._queue.take(TAKE_AT_ONCE, 0.0)
                 elif time.monotonic() - last_calls < POLL_AFTER_CALLS:
                     # Polling: a burst gathers into one frame, no call pays for waking us.
-                    calls = self._queue.take(_TAKE_AT_ONCE, _LINGER, wake_at=_TAKE_AT_ONCE)
+                    calls = self._queue.take(TAKE_AT_ONCE, _LINGER, wake_at=TAKE_AT_ONCE)
                 else:
-                    calls = self._queue.take(_TAKE_AT_ONCE, 1.0)
+                    calls = self._queue.take(TAKE_AT_ONCE, 1.0)
                     if calls and not self._flush.is_set():
                         time.sleep(_LINGER)  # let a burst gather into one frame
-                        calls += self._queue.take(_TAKE_AT_ONCE - len(calls), 0.0)
+                        calls += self._queue.take(TAKE_AT_ONCE - len(calls), 0.0)
                 if calls:
                     last_calls = time.monotonic()
-                    write_encoded(child.inbox, calls_frame(calls))
+                    wire.send_encoded(child.inbox, wire.calls_frame(calls))
                     child.given += len(calls)
                 if self._flush.is_set() and not len(self._queue):
                     self._flush.clear()
-                    write_frame(child.inbox, ("flush", self._ledger.flush_requested))
+                    wire.send(child.inbox, wire.Flush(self._ledger.flush_requested))
                 if stopping and not len(self._queue):
-                    write_frame(child.inbox, ("stop", self._stop_timeout))
+                    wire.send(child.inbox, wire.Stop(self._stop_timeout))
                     return
         except OSError:
             logger.error("skopos: the worker process went away")
         except Exception as exc:  # never let the feeder die silently
             logger.exception("skopos: internal error in the feeder")
-            if self._options.strict:
-                self.internal_error = exc
+            self._errors.note(exc)
 
     def _read(self, child: _Child) -> None:
         while True:
             try:
-                frame = read_frame(child.outbox)
+                frame = wire.receive(child.outbox)
             except OSError:
                 frame = None
-            if frame is None or frame[0] == "stopped":
+            if frame is None or isinstance(frame, wire.Stopped):
                 break
-            if frame[0] == "stats":
-                self._apply(child, frame[1])
+            if isinstance(frame, wire.Stats):
+                self._apply(child, frame.delta)
         self.running = False
         child.process.wait()
         child.close()
@@ -246,7 +262,7 @@ class ProcessWorker:
                 self._retire()
             elif child.given > child.acknowledged and self._stop.is_set():
                 self._ledger.ack_dropped(
-                    "undelivered_at_shutdown", child.given - child.acknowledged
+                    DropReason.UNDELIVERED_AT_SHUTDOWN, child.given - child.acknowledged
                 )
                 child.acknowledged = child.given
 
@@ -255,20 +271,21 @@ class ProcessWorker:
         child.depth = delta.get("depth", 0)
         self.spoof_attempts += delta.get("spoofed", 0)
         self.realtime_connected = bool(delta.get("realtime"))
-        if delta.get("internal_error") and self._options.strict:
-            self.internal_error = RuntimeError(f"in the worker process: {delta['internal_error']}")
+        if delta.get("internal_error"):  # the child noted it in its ledger already
+            self._errors.keep(RuntimeError(f"in the worker process: {delta['internal_error']}"))
         self._ledger.merge(delta)
 
 
 class ProcessRuntime:
-    """``Runtime``'s counterpart for ``worker_process=True`` (same surface for the SDK)."""
+    """The runtime of ``worker_process=True``: the queue here, the worker in a child process."""
 
     def __init__(self, options: SkoposOptions) -> None:
         self.pid = os.getpid()
         self.options = options
         self.ledger = Ledger()
+        self.internal_errors = InternalErrors(self.ledger, strict=options.strict)
         self.queue: WorkQueue[TrackCall] = WorkQueue(options.max_queue_size)
-        self.worker = ProcessWorker(options, self.queue, self.ledger)
+        self.worker = ProcessWorker(options, self.queue, self.ledger, self.internal_errors)
 
     @property
     def spoof_attempts(self) -> int:
@@ -296,10 +313,6 @@ class ProcessRuntime:
     def for_child(self) -> ProcessRuntime:
         """A fresh runtime for a forked host process: its own worker process, started on
         first use. The parent's pipes are closed here without touching the parent's child."""
-        _INHERITED.append(self)
-        child = self.worker._child
-        if child is not None:
-            for fd in (child.inbox, child.outbox):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        keep_inherited(self)
+        self.worker.abandon()
         return ProcessRuntime(self.options)

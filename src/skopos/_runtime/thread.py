@@ -1,11 +1,8 @@
-"""The per-process half of an SDK: connections, threads, locks, the queue, the counters.
+"""The in-process runtime: the worker and the writer on threads of the host's process.
 
-After ``fork()`` a child inherits copies of all of these in whatever state the
-parent's threads left them: locks possibly held forever, sockets shared with the
-parent, a queue of calls the parent will send itself, and no threads at all.
-``Runtime.for_child`` builds fresh ones instead, without network I/O and
-without touching an inherited lock or socket; the child starts its threads on
-its first tracking call.
+It builds and wires everything one SDK needs in this process: the PocketBase client, the
+queue, the ledger, the site registry, the pipeline, the sessionizer, the spool, the writer
+and the worker. ``child`` runs one of these in the worker process too.
 """
 
 from __future__ import annotations
@@ -15,10 +12,14 @@ import os
 from skopos._config import SkoposOptions
 from skopos._delivery.sessions import Sessionizer
 from skopos._delivery.spool import Spool
+from skopos._delivery.stopping import Stopping
 from skopos._delivery.worker import Worker
+from skopos._delivery.writer import BatchWriter
+from skopos._delivery.writer_thread import WriterThread
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._queue import WorkQueue
-from skopos._stats import Ledger
+from skopos._runtime.base import keep_inherited
+from skopos._stats import InternalErrors, Ledger
 from skopos._tracking.activity import TrackCall
 from skopos._tracking.client_ip import TrustedProxies
 from skopos._tracking.identity import VisitorHasher
@@ -26,11 +27,7 @@ from skopos._tracking.pipeline import Pipeline
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.sites import SiteRegistry
 
-__all__ = ["Runtime"]
-
-# Runtimes a child inherited. Never closed or collected: closing their HTTP
-# connections could shut down sockets the parent is still using.
-_INHERITED: list[Runtime] = []
+__all__ = ["ThreadRuntime", "new_client"]
 
 
 def new_client(options: SkoposOptions) -> PocketBaseClient:
@@ -43,8 +40,8 @@ def new_client(options: SkoposOptions) -> PocketBaseClient:
     )
 
 
-class Runtime:
-    """One process's machinery for one ``SkoposSDK``."""
+class ThreadRuntime:
+    """One process's machinery for one ``SkoposSDK``, with the worker on a thread."""
 
     def __init__(
         self,
@@ -59,6 +56,7 @@ class Runtime:
         self.salt = salt
         self.client = client
         self.ledger = Ledger()
+        self.internal_errors = InternalErrors(self.ledger, strict=options.strict)
         self.queue: WorkQueue[TrackCall] = WorkQueue(options.max_queue_size)
         self.sites = SiteRegistry(
             client, refresh_interval=options.config_refresh_interval, realtime=options.realtime
@@ -74,13 +72,24 @@ class Runtime:
             if options.spool_dir
             else None
         )
+        stopping = Stopping()
+        writer = BatchWriter(
+            client,
+            self.ledger,
+            on_dropped_parent=self.sessionizer.forget,
+            stopping=stopping,
+            spool=self.spool,
+        )
         self.worker = Worker(
             queue=self.queue,
             pipeline=self.pipeline,
             sessionizer=self.sessionizer,
             sites=self.sites,
-            client=client,
+            writer=writer,
+            writes=WriterThread(writer, on_done=self.queue.wake, errors=self.internal_errors),
+            stopping=stopping,
             ledger=self.ledger,
+            errors=self.internal_errors,
             options=options,
             spool=self.spool,
         )
@@ -111,12 +120,12 @@ class Runtime:
         self.sites.stop()
         self.client.close()
 
-    def for_child(self) -> Runtime:
+    def for_child(self) -> ThreadRuntime:
         """A fresh runtime for a forked child (called in the child, single-threaded)."""
-        _INHERITED.append(self)
+        keep_inherited(self)
         if self.spool is not None:
             self.spool.abandon()  # the parent's segments stay the parent's
-        return Runtime(
+        return ThreadRuntime(
             self.options,
             new_client(self.options),
             self.salt,

@@ -1,21 +1,29 @@
 """Frames between a host process and its worker process (``worker_process=True``).
 
-A frame is a 4-byte little-endian length and a ``marshal`` payload: plain
-tuples, lists, dicts, strings and numbers only, so nothing the host sends can
-run code in the worker process. ``call_to_wire`` turns a ``TrackCall`` into such
-a tuple on the host's feeder thread; what ``marshal`` cannot carry (custom data
-holding arbitrary objects) is validated on the host instead, which gives the
-same drop reason the worker would have given.
+On the pipe a frame is a 4-byte little-endian length and a ``marshal`` payload: a tuple of
+a tag and plain values (tuples, lists, dicts, strings and numbers only), so nothing the host
+sends can run code in the worker process. In code a frame is one of the dataclasses below:
+``send`` and ``receive`` convert.
+
+host → worker process: ``Options`` (first), then ``Calls``, ``Flush``, ``Stop``;
+worker process → host: ``Ready`` or ``Failed`` (once), then ``Stats``, and ``Stopped``.
+
+``calls_frame`` encodes a ``Calls`` frame straight from ``TrackCall`` objects on the host's
+feeder thread; what ``marshal`` cannot carry (custom data holding arbitrary objects) is
+validated on the host instead, which gives the same drop reason the worker would have given.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import marshal
 import os
 import struct
+from dataclasses import dataclass
 from typing import Any
 
+from skopos._stats import invalid
 from skopos._tracking.activity import TrackCall
 from skopos._tracking.payload import (
     Rejection,
@@ -26,15 +34,91 @@ from skopos._tracking.payload import (
 from skopos._tracking.snapshot import CapturedRequest, EnvironCapture, ScopeCapture
 
 __all__ = [
+    "Calls",
+    "Failed",
+    "Flush",
+    "Frame",
+    "Options",
+    "Ready",
+    "Stats",
+    "Stop",
+    "Stopped",
     "call_from_wire",
     "call_to_wire",
     "calls_frame",
-    "read_frame",
-    "write_encoded",
-    "write_frame",
+    "receive",
+    "send",
+    "send_encoded",
 ]
 
 _LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The SDK's options (``dataclasses.asdict`` of them): the first frame a child reads."""
+
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Calls:
+    """Tracking calls, as ``call_to_wire`` tuples (``("call", ...)`` or ``("drop", reason)``)."""
+
+    items: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Write everything now; report ``generation`` as completed once done."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Write for at most ``timeout`` seconds, then exit."""
+
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker process is connected and running."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The worker process could not start: the exception's class name and message."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What the worker process's ledger counted since its last report."""
+
+    delta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The worker process wrote what it could and is exiting."""
+
+
+Frame = Options | Calls | Flush | Stop | Ready | Failed | Stats | Stopped
+_TAGS: dict[type[Frame], str] = {
+    Options: "options",
+    Calls: "calls",
+    Flush: "flush",
+    Stop: "stop",
+    Ready: "ready",
+    Failed: "failed",
+    Stats: "stats",
+    Stopped: "stopped",
+}
+_FRAMES: dict[str, type[Frame]] = {tag: kind for kind, tag in _TAGS.items()}
 
 
 def _dumps(message: object) -> bytes:
@@ -42,13 +126,14 @@ def _dumps(message: object) -> bytes:
     return marshal.dumps(message)  # type: ignore[arg-type]  # checked at run time
 
 
-def write_frame(fd: int, message: object) -> None:
-    """Send one message (blocks while the pipe is full: that is the backpressure)."""
-    write_encoded(fd, _dumps(message))
+def send(fd: int, frame: Frame) -> None:
+    """Send one frame (blocks while the pipe is full: that is the backpressure)."""
+    values = tuple(getattr(frame, field.name) for field in dataclasses.fields(frame))
+    send_encoded(fd, _dumps((_TAGS[type(frame)], *values)))
 
 
-def write_encoded(fd: int, payload: bytes) -> None:
-    """Send one message already encoded (``calls_frame``)."""
+def send_encoded(fd: int, payload: bytes) -> None:
+    """Send one frame already encoded (``calls_frame``)."""
     data = memoryview(_LENGTH.pack(len(payload)) + payload)
     while data:
         data = data[os.write(fd, data) :]
@@ -65,13 +150,16 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_frame(fd: int) -> Any:
-    """The next message, or None at end of stream."""
+def receive(fd: int) -> Frame | None:
+    """The next frame, or None at end of stream."""
     header = _read_exactly(fd, _LENGTH.size)
     if header is None:
         return None
     payload = _read_exactly(fd, _LENGTH.unpack(header)[0])
-    return None if payload is None else marshal.loads(payload)
+    if payload is None:
+        return None
+    tag, *values = marshal.loads(payload)
+    return _FRAMES[tag](*values)
 
 
 def _request_to_wire(captured: CapturedRequest | None) -> object:
@@ -98,15 +186,16 @@ def _wire(call: TrackCall, request: object) -> tuple[object, ...]:
 
 
 def calls_frame(calls: list[TrackCall]) -> bytes:
-    """The encoded ``("calls", [...])`` message for ``calls``.
+    """The encoded ``Calls`` frame for ``calls``.
 
     The common case costs one tuple per call; only when marshal refuses the
     whole frame is each call checked, and the odd ones validated on the host.
     """
     try:
-        return _dumps(("calls", [_wire(call, _request_to_wire(call.request)) for call in calls]))
+        items = [_wire(call, _request_to_wire(call.request)) for call in calls]
+        return _dumps((_TAGS[Calls], items))
     except ValueError:
-        return _dumps(("calls", [call_to_wire(call) for call in calls]))
+        return _dumps((_TAGS[Calls], [call_to_wire(call) for call in calls]))
 
 
 def call_to_wire(call: TrackCall) -> tuple[object, ...]:
@@ -132,30 +221,32 @@ def _plain(call: TrackCall, wire: tuple[object, ...]) -> tuple[object, ...]:
     if call.kind == "api":
         checked = validate_payload(payload)
         if isinstance(checked, Rejection):
-            return ("drop", f"invalid:{checked.reason}")
+            return ("drop", invalid(checked.reason))
         payload = json.dumps(payload, default=repr)  # unknown fields only, which are ignored
     else:
         if call.kind == "server":
             checked_name = validate_event_name(name)
             if isinstance(checked_name, Rejection):
-                return ("drop", f"invalid:{checked_name.reason}")
+                return ("drop", invalid(checked_name.reason))
             name = checked_name
         elif not isinstance(name, (str, int)) or isinstance(name, bool):
-            return ("drop", "invalid:bad_user_id")
+            return ("drop", invalid("bad_user_id"))
         cleaned = validate_custom_data(data)
         if isinstance(cleaned, Rejection):
-            return ("drop", f"invalid:{cleaned.reason}")
+            return ("drop", invalid(cleaned.reason))
         data = cleaned
     message = (*wire, payload, name, data)
     try:
         _dumps(message)
     except ValueError:
-        return ("drop", "invalid:not_serializable")
+        return ("drop", invalid("not_serializable"))
     return message
 
 
-def call_from_wire(message: tuple[Any, ...]) -> TrackCall:
-    """The ``TrackCall`` of a ``("call", ...)`` message."""
+def call_from_wire(message: tuple[Any, ...]) -> TrackCall | str:
+    """The ``TrackCall`` of a ``("call", ...)`` item, or the drop reason of a ``("drop", ...)``."""
+    if message[0] == "drop":
+        return str(message[1])
     _, kind, site_id, at, request, payload, name, data = message
     call = TrackCall(kind, site_id, _request_from_wire(request), payload, name, data)
     call.at = at

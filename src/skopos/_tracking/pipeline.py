@@ -2,7 +2,8 @@
 
 validate (payload) → filter (site rules, bots) → enrich (user agent) →
 identify (visitor hash). Each step either passes the call on or names a drop
-reason, a stable string that becomes a ``stats().dropped`` counter.
+reason (``_stats.DropReason``, ``invalid(code)``, ``bot(code)``): a stable string that
+becomes a ``stats().dropped`` counter.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 
 from skopos._lru import LruCache
+from skopos._stats import DropReason, bot, invalid
 from skopos._tracking.activity import Activity, TrackCall
 from skopos._tracking.bots import BotDetector, RequestSignals
 from skopos._tracking.client_ip import TrustedProxies, resolve_client_ip
@@ -71,9 +73,9 @@ class Pipeline:
         (site rules could not be loaded); the caller retries later."""
         site = self._sites.get(call.site_id)
         if site is None:
-            return "unknown_site"
+            return DropReason.UNKNOWN_SITE
         if site.is_archived:
-            return "site_archived"
+            return DropReason.SITE_ARCHIVED
         snapshot = None if call.request is None else call.request.snapshot()
         if call.kind == "api":
             return self._browser_event(call, site, snapshot)
@@ -126,17 +128,17 @@ class Pipeline:
     ) -> Activity | str:
         payload = validate_payload(call.payload)
         if isinstance(payload, Rejection):
-            return f"invalid:{payload.reason}"
+            return invalid(payload.reason)
         host_verdict = self._host_verdict(payload.host, site.domain)
         if host_verdict == _HOST_LOCAL:
             # Local development: allowed unless the site turned it off in the dashboard.
             if site.disable_localhost:
-                return "localhost"
+                return DropReason.LOCALHOST
         elif host_verdict == _HOST_OFF_DOMAIN:
-            return "off_domain"
+            return DropReason.OFF_DOMAIN
         ip, country, address = self._client_ip(snapshot)
         if self._blacklisted(site, address):
-            return "ip_blacklisted"
+            return DropReason.IP_BLACKLISTED
         user_agent = (snapshot.user_agent if snapshot else None) or ""
         verdict = self._bots.verdict(
             RequestSignals(
@@ -147,7 +149,7 @@ class Pipeline:
             )
         )
         if verdict.is_bot:
-            return f"bot:{verdict.reason}"
+            return bot(verdict.reason)
         visitor_id, visitor_record_id = self._visitor(site, ip, user_agent)
         return Activity(
             type=payload.type,
@@ -175,17 +177,17 @@ class Pipeline:
     ) -> Activity | str:
         name = validate_event_name(call.name)
         if isinstance(name, Rejection):
-            return f"invalid:{name.reason}"
+            return invalid(name.reason)
         data = validate_custom_data(call.data)
         if isinstance(data, Rejection):
-            return f"invalid:{data.reason}"
+            return invalid(data.reason)
         country = ""
         if snapshot is None:
             ip, user_agent, client = None, SERVER_VISITOR, None
         else:
             ip, country, address = self._client_ip(snapshot)
             if self._blacklisted(site, address):
-                return "ip_blacklisted"
+                return DropReason.IP_BLACKLISTED
             user_agent = snapshot.user_agent or ""
             client = self._user_agents.parse(user_agent)
         visitor_id, visitor_record_id = self._visitor(site, ip, user_agent)
@@ -207,16 +209,16 @@ class Pipeline:
         self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
     ) -> Activity | str:
         if snapshot is None:
-            return "identify_without_request"
+            return DropReason.IDENTIFY_WITHOUT_REQUEST
         user_id = call.name
         if not isinstance(user_id, (str, int)) or isinstance(user_id, bool):
-            return "invalid:bad_user_id"
+            return invalid("bad_user_id")
         user_id = str(user_id).strip()
         if not 0 < len(user_id) <= 255:
-            return "invalid:bad_user_id"
+            return invalid("bad_user_id")
         traits = validate_custom_data(call.data)
         if isinstance(traits, Rejection):
-            return f"invalid:{traits.reason}"
+            return invalid(traits.reason)
         fields: dict[str, object] = {"userId": user_id}
         metadata = dict(traits or {})
         for key, limit in _IDENTIFY_FIELDS.items():

@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from skopos._tracking.client_ip import FORWARDING_HEADERS
+
 __all__ = [
     "CapturedRequest",
     "EnvironCapture",
@@ -40,17 +42,16 @@ __all__ = [
 MAX_HEADER_LENGTH = 1024
 MAX_PATH_LENGTH = 2048
 
+# The forwarding headers client_ip reads, as (name, RequestSnapshot attribute).
+_FORWARDING = tuple((name, name.replace("-", "_")) for name in FORWARDING_HEADERS)
 # header name (lower case) → RequestSnapshot attribute
 _HEADERS = {
     b"user-agent": "user_agent",
     b"accept-language": "accept_language",
     b"sec-fetch-mode": "sec_fetch_mode",
     b"sec-ch-ua": "sec_ch_ua",
-    b"x-forwarded-for": "x_forwarded_for",
-    b"forwarded": "forwarded",
-    b"x-real-ip": "x_real_ip",
-    b"cf-connecting-ip": "cf_connecting_ip",
     b"cf-ipcountry": "cf_ipcountry",
+    **{name.encode(): attribute for name, attribute in _FORWARDING},
 }
 _ENVIRON_KEYS = {
     "HTTP_" + name.decode().upper().replace("-", "_"): attr for name, attr in _HEADERS.items()
@@ -90,14 +91,10 @@ class RequestSnapshot:
     def forwarding_headers(self) -> dict[str, str]:
         """The proxy headers present, by lower-case name."""
         found: dict[str, str] = {}
-        if self.x_forwarded_for is not None:
-            found["x-forwarded-for"] = self.x_forwarded_for
-        if self.forwarded is not None:
-            found["forwarded"] = self.forwarded
-        if self.x_real_ip is not None:
-            found["x-real-ip"] = self.x_real_ip
-        if self.cf_connecting_ip is not None:
-            found["cf-connecting-ip"] = self.cf_connecting_ip
+        for name, attribute in _FORWARDING:
+            value = getattr(self, attribute)
+            if value is not None:
+                found[name] = value
         return found
 
     def __repr__(self) -> str:

@@ -22,11 +22,12 @@ Adapters call ``precheck`` with the method and headers, read the body (at most
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
+from skopos._exceptions import ConfigurationError
 from skopos._sdk import SkoposSDK
 
 __all__ = [
@@ -59,6 +60,11 @@ class Response:
 class EndpointConfig:
     """How the endpoint behaves; the defaults suit a same-origin ``skopos.js``.
 
+    Validated when built (``ConfigurationError``): paths start with ``/`` (``script_path``
+    may be None: no script route), ``max_body_bytes`` is a positive int, ``cors_origins`` a
+    list of origins or one comma-separated string (a bare string is never matched as a
+    substring).
+
     Example::
 
         EndpointConfig(cors_origins=["https://www.example.com"], max_body_bytes=8192)
@@ -68,6 +74,23 @@ class EndpointConfig:
     script_path: str | None = DEFAULT_SCRIPT_PATH
     max_body_bytes: int = 16 * 1024
     cors_origins: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("event_path", "script_path"):
+            path = getattr(self, name)
+            if not (isinstance(path, str) and path.startswith("/")) and not (
+                name == "script_path" and path is None
+            ):
+                raise ConfigurationError(f"{name} must be a path starting with '/', got {path!r}")
+        size = self.max_body_bytes
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigurationError(f"max_body_bytes must be a positive int, got {size!r}")
+        origins: object = self.cors_origins or ()
+        items = origins.split(",") if isinstance(origins, str) else origins
+        if not isinstance(items, Iterable):
+            raise ConfigurationError(f"cors_origins must be a list of origins, got {origins!r}")
+        cleaned = tuple(str(item).strip() for item in items if str(item).strip())
+        object.__setattr__(self, "cors_origins", cleaned)
 
     def allowed_origin(self, origin: str | None) -> str | None:
         """The value for Access-Control-Allow-Origin, or None when not allowed."""

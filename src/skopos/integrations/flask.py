@@ -49,18 +49,16 @@ Flask-WTF's ``CSRFProtect`` must not guard the endpoint (``sendBeacon`` cannot s
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import flask
 from flask import Blueprint, Flask, request
 
-from skopos._config import SkoposOptions
 from skopos._exceptions import ConfigurationError
 from skopos._sdk import SkoposSDK
 from skopos.integrations._lazy import LazySdk
+from skopos.integrations._settings import split_settings
 from skopos.integrations.endpoint import (
     EndpointConfig,
     Response,
@@ -74,30 +72,7 @@ __all__ = ["Skopos"]
 logger = logging.getLogger("skopos")
 
 
-_ENDPOINT_KEYS = frozenset(f.name for f in dataclasses.fields(EndpointConfig))
-_SDK_KEYS = frozenset(f.name for f in dataclasses.fields(SkoposOptions))
 _WANTED_HEADERS = ("content-type", "content-length", "origin", "if-none-match")
-
-
-def _split_settings(
-    settings: Mapping[str, Any], config: EndpointConfig | None
-) -> tuple[EndpointConfig, dict[str, Any]]:
-    """``app.config["SKOPOS"]`` → (endpoint config, ``SkoposSDK.init`` options)."""
-    if not isinstance(settings, Mapping):
-        raise ConfigurationError(f'app.config["SKOPOS"] must be a dict, not {type(settings)}')
-    unknown = sorted(set(settings) - _ENDPOINT_KEYS - _SDK_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f'unknown key(s) in app.config["SKOPOS"]: {", ".join(unknown)}; valid keys:'
-            f" {', '.join(sorted(_SDK_KEYS | _ENDPOINT_KEYS))}"
-        )
-    endpoint = {key: value for key, value in settings.items() if key in _ENDPOINT_KEYS}
-    origins = endpoint.get("cors_origins") or ()
-    # A bare string would be matched as a substring; "a, b" is a list written as text.
-    items = origins.split(",") if isinstance(origins, str) else origins
-    endpoint["cors_origins"] = tuple(str(item).strip() for item in items if str(item).strip())
-    options = {key: value for key, value in settings.items() if key in _SDK_KEYS}
-    return config or EndpointConfig(**endpoint), options
 
 
 def _endpoint_headers() -> dict[str, str]:
@@ -151,7 +126,8 @@ class Skopos:
                 skopos.init_app(app)
                 return app
         """
-        config, options = _split_settings(app.config.get("SKOPOS") or {}, self.config)
+        settings = split_settings(app.config.get("SKOPOS") or {}, where='app.config["SKOPOS"]')
+        config, options = self.config or settings.endpoint, settings.sdk_options
         if self._given is not None and options:
             raise ConfigurationError(
                 f'app.config["SKOPOS"] sets SDK options ({", ".join(sorted(options))}) but'

@@ -34,7 +34,6 @@ with a function returning it (``None`` while it is not ready).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -44,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import BaseRoute, Route
 
+from skopos._config import check_options
 from skopos._sdk import SkoposSDK
 from skopos.integrations.asgi import read_body
 from skopos.integrations.endpoint import (
@@ -71,8 +71,9 @@ class SkoposLifespan:
     """
 
     def __init__(self, **options: Any) -> None:
-        # Fail on a misspelt option when the app module is imported, not at its first startup.
-        inspect.signature(SkoposSDK.init).bind(**options)
+        # Fail on a misspelt option or a bad value when the app module is imported, not at
+        # its first startup.
+        check_options(options, where="skopos_lifespan()")
         self._options = options
         self._sdk: SkoposSDK | None = None
 

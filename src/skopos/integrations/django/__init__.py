@@ -55,9 +55,7 @@ use starts one with the new settings. The event views are exempt from CSRF check
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +64,10 @@ from django.conf import settings  # type: ignore[import-untyped]
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 from django.core.signals import setting_changed  # type: ignore[import-untyped]
 
-from skopos._config import SkoposOptions
+from skopos._exceptions import ConfigurationError
 from skopos._sdk import SkoposSDK
 from skopos.integrations._lazy import LazySdk
+from skopos.integrations._settings import split_settings
 from skopos.integrations.endpoint import EndpointConfig
 
 __all__ = ["SkoposSettings", "aget_sdk", "get_sdk", "shutdown", "skopos_settings"]
@@ -76,8 +75,6 @@ __all__ = ["SkoposSettings", "aget_sdk", "get_sdk", "shutdown", "skopos_settings
 logger = logging.getLogger("skopos")
 
 
-_ENDPOINT_KEYS = frozenset(f.name for f in dataclasses.fields(EndpointConfig))
-_SDK_KEYS = frozenset(f.name for f in dataclasses.fields(SkoposOptions))
 _FLAGS = frozenset({"async_views", "init_on_ready"})
 
 
@@ -98,35 +95,11 @@ class SkoposSettings:
 
 
 def _parse(raw: object) -> SkoposSettings:
-    if not isinstance(raw, Mapping):
-        raise ImproperlyConfigured(f"settings.SKOPOS must be a dict, not {type(raw).__name__}")
-    unknown = sorted(set(raw) - _ENDPOINT_KEYS - _SDK_KEYS - _FLAGS)
-    if unknown:
-        valid = ", ".join(sorted(_SDK_KEYS | _ENDPOINT_KEYS | _FLAGS))
-        raise ImproperlyConfigured(
-            f"unknown key(s) in settings.SKOPOS: {', '.join(unknown)}; valid keys: {valid}"
-        )
-    endpoint = {key: value for key, value in raw.items() if key in _ENDPOINT_KEYS}
-    origins = endpoint.get("cors_origins") or ()
-    # A bare string would be matched as a substring; "a, b" is a list written as text.
-    items = origins.split(",") if isinstance(origins, str) else origins
-    endpoint["cors_origins"] = tuple(str(item).strip() for item in items if str(item).strip())
-    for key in ("event_path", "script_path"):
-        path = endpoint.get(key, "/")
-        if not (isinstance(path, str) and path.startswith("/")) and path is not None:
-            raise ImproperlyConfigured(f"settings.SKOPOS[{key!r}] must start with '/': {path!r}")
-    size = endpoint.get("max_body_bytes", 1)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ImproperlyConfigured(f"settings.SKOPOS['max_body_bytes'] is invalid: {size!r}")
-    flags = {key: raw[key] for key in _FLAGS if key in raw}
-    for key, value in flags.items():
-        if not isinstance(value, bool):
-            raise ImproperlyConfigured(f"settings.SKOPOS[{key!r}] must be True or False")
-    return SkoposSettings(
-        EndpointConfig(**endpoint),
-        {key: value for key, value in raw.items() if key in _SDK_KEYS},
-        **flags,
-    )
+    try:
+        split = split_settings(raw, where="settings.SKOPOS", flags=_FLAGS)
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+    return SkoposSettings(split.endpoint, split.sdk_options, **split.flags)
 
 
 _parsed: SkoposSettings | None = None
