@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import PocketBaseServer, start_sdk
 from skopos._admin.embedded import free_port
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
-from tracking_helpers import CHROME, environ, page_view, site_events
+from tests._support.paths import subprocess_env
+from tests._support.pocketbase_server import PocketBaseServer, start_sdk
+from tests._support.tracking_helpers import CHROME, environ, page_view, site_events
 
 pytestmark = pytest.mark.pocketbase
-TESTS = Path(__file__).parent
 
 
 def test_a_forked_child_sends_its_own_calls_and_not_the_parents(
@@ -59,16 +59,14 @@ def test_gunicorn_preload_with_four_workers_delivers_every_event(
 ) -> None:
     port = free_port()
     config = tmp_path / "gunicorn.conf.py"
-    config.write_text("from gunicorn_app import worker_exit  # noqa: F401\n")
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(TESTS),
-        "SKOPOS_POCKETBASE_URL": pocketbase.url,
-        "SKOPOS_SITE_ID": website.tracking_id,
-        "SKOPOS_ADMIN_EMAIL": pocketbase.email,
-        "SKOPOS_ADMIN_PASSWORD": pocketbase.password,
-        "SKOPOS_TRUSTED_PROXIES": "127.0.0.1",  # the test client names its visitors
-    }
+    config.write_text("from tests._support.gunicorn_app import worker_exit  # noqa: F401\n")
+    env = subprocess_env(
+        SKOPOS_POCKETBASE_URL=pocketbase.url,
+        SKOPOS_SITE_ID=website.tracking_id,
+        SKOPOS_ADMIN_EMAIL=pocketbase.email,
+        SKOPOS_ADMIN_PASSWORD=pocketbase.password,
+        SKOPOS_TRUSTED_PROXIES="127.0.0.1",  # the test client names its visitors
+    )
     server = subprocess.Popen(
         [
             sys.executable,
@@ -81,7 +79,7 @@ def test_gunicorn_preload_with_four_workers_delivers_every_event(
             str(config),
             "-b",
             f"127.0.0.1:{port}",
-            "gunicorn_app:app",
+            "tests._support.gunicorn_app:app",
         ],
         env=env,
         cwd=tmp_path,

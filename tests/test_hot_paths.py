@@ -18,8 +18,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import test_client_ip
-import test_payload
 from skopos._lru import LruCache
 from skopos._queue import WorkQueue
 from skopos._tracking import client_ip as _client_ip
@@ -39,6 +37,7 @@ from skopos._tracking.payload import ValidPayload, validate_payload
 from skopos._tracking.pipeline import Pipeline
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.snapshot import MAX_HEADER_LENGTH, RequestSnapshot, take_snapshot
+from tests import test_client_ip, test_payload
 
 # -- ASGI snapshot ---------------------------------------------------------------------------
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from conftest import PocketBaseServer, start_sdk
 from skopos import ConfigurationError, SkoposSDK
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from skopos.integrations.asgi import SkoposMiddleware as AsgiMiddleware
 from skopos.integrations.endpoint import EndpointConfig, client_script
 from skopos.integrations.wsgi import SkoposMiddleware as WsgiMiddleware
-from tracking_helpers import CHROME, page_view, records, site_events, site_sessions
+from tests._support.pocketbase_server import PocketBaseServer, start_sdk
+from tests._support.tracking_helpers import CHROME, page_view, records, site_events, site_sessions
 
 pytestmark = pytest.mark.pocketbase
 

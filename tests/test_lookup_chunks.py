@@ -13,14 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import PocketBaseServer, start_sdk
 from skopos import SkoposSDK
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._pocketbase.dates import pb_date
 from skopos._pocketbase.filter import ANY_OF_CHUNK, any_of, pb_filter
 from skopos._tracking.identity import random_record_id
-from tracking_helpers import environ, page_view, site_sessions
+from tests._support.pocketbase_server import PocketBaseServer, start_sdk
+from tests._support.tracking_helpers import environ, page_view, site_sessions
 
 pytestmark = pytest.mark.pocketbase
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from conftest import PocketBaseServer
 from skopos import (
     PocketBaseAuthError,
     PocketBaseBatchDisabled,
@@ -23,6 +22,7 @@ from skopos._admin.embedded import free_port
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import BatchRequest, PocketBaseClient
 from skopos._pocketbase.filter import pb_filter
+from tests._support.pocketbase_server import PocketBaseServer
 
 pytestmark = pytest.mark.pocketbase
 

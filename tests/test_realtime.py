@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import PocketBaseServer
 from skopos._pocketbase.realtime import RealtimeEvent, RealtimeSubscription
+from tests._support.pocketbase_server import PocketBaseServer
 
 pytestmark = pytest.mark.pocketbase
 

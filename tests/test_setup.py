@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from conftest import PocketBaseServer
 from skopos._admin.cli import main as skopos
 from skopos._admin.embedded import free_port
 from skopos._admin.schema import plan_schema
 from skopos._pocketbase.client import PocketBaseClient
+from tests._support.pocketbase_server import PocketBaseServer
 
 pytestmark = pytest.mark.pocketbase
 

@@ -20,18 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PocketBaseServer, start_sdk
-from fault_proxy import FaultProxy
 from skopos import SkoposSDK
 from skopos._admin.setup import Website
 from skopos._delivery.spool import SUFFIX, decode_line
 from skopos._pocketbase.client import PocketBaseClient
-from spool_trace import expected_errors, expected_events, send_trace
-from tracking_helpers import environ as request_from
-from tracking_helpers import page_view, records, site_events, site_sessions
+from tests._support.fault_proxy import FaultProxy
+from tests._support.paths import ROOT, subprocess_env
+from tests._support.pocketbase_server import PocketBaseServer, start_sdk
+from tests._support.spool_trace import expected_errors, expected_events, send_trace
+from tests._support.tracking_helpers import environ as request_from
+from tests._support.tracking_helpers import page_view, records, site_events, site_sessions
 
 pytestmark = pytest.mark.pocketbase
-TESTS = Path(__file__).parent
 
 
 def journaled(spool_dir: Path) -> int:
@@ -74,9 +74,9 @@ def host_process(
         **extra,
     }
     child = subprocess.Popen(
-        [sys.executable, str(TESTS / "spool_child.py"), json.dumps(config)],
-        cwd=TESTS,
-        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        [sys.executable, "-m", "tests._support.spool_child", json.dumps(config)],
+        cwd=ROOT,
+        env=subprocess_env(),
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from conftest import MakeSdk, PocketBaseServer
 from skopos import ConfigurationError, PocketBaseAuthError, PocketBaseUnreachable, SkoposSDK
 from skopos._admin.embedded import free_port
 from skopos._admin.setup import Website, ensure_website
 from skopos._pocketbase.client import PocketBaseClient
-from tracking_helpers import (
+from tests._support.paths import subprocess_env
+from tests._support.pocketbase_server import MakeSdk, PocketBaseServer
+from tests._support.tracking_helpers import (
     CHROME,
     FIREFOX,
     GOOGLEBOT,
@@ -356,10 +357,8 @@ def test_two_processes_share_the_load_without_splitting_or_duplicating(
     pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website, batch: bool
 ) -> None:
     import json
-    import os
     import subprocess
     import sys
-    from pathlib import Path
 
     visitors, views = 30, 6
     config = {
@@ -378,16 +377,14 @@ def test_two_processes_share_the_load_without_splitting_or_duplicating(
         "views": views,
         "step": 0.5,
     }
-    tests_dir = Path(__file__).parent
-    env = {**os.environ, "PYTHONPATH": str(tests_dir)}
-    script = str(tests_dir / "replay_process.py")
+    script = "tests._support.replay_process"
     workers = [
         subprocess.Popen(
-            [sys.executable, script, json.dumps(config), str(share)],
+            [sys.executable, "-m", script, json.dumps(config), str(share)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=env,
+            env=subprocess_env(),
         )
         for share in (0, 1)
     ]

@@ -8,7 +8,7 @@ import os
 from skopos._runtime.wire import call_from_wire, calls_frame, read_frame, write_encoded, write_frame
 from skopos._tracking.activity import TrackCall
 from skopos._tracking.snapshot import RequestSnapshot, capture_request
-from tracking_helpers import environ
+from tests._support.tracking_helpers import environ
 
 
 def test_calls_survive_the_pipe_field_for_field() -> None:

@@ -9,17 +9,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import PocketBaseServer, start_sdk
 from skopos import SkoposSDK
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
-from spool_trace import expected_errors, expected_events, send_trace
-from tracking_helpers import (
+from tests._support.paths import ROOT
+from tests._support.pocketbase_server import PocketBaseServer, start_sdk
+from tests._support.spool_trace import expected_errors, expected_events, send_trace
+from tests._support.tracking_helpers import (
     environ,
     page_view,
     records,
@@ -29,7 +29,6 @@ from tracking_helpers import (
 )
 
 pytestmark = pytest.mark.pocketbase
-TESTS = Path(__file__).parent
 
 
 def process_sdk(server: PocketBaseServer, website: Website, **extra: Any) -> SkoposSDK:
@@ -118,9 +117,9 @@ def test_the_worker_process_writes_what_it_got_when_the_host_is_killed(
 ) -> None:
     code = f"""
 import sys, time
-sys.path.insert(0, {str(TESTS)!r})
+sys.path.insert(0, {str(ROOT)!r})
 from skopos import SkoposSDK
-from tracking_helpers import environ, page_view
+from tests._support.tracking_helpers import environ, page_view
 sdk = SkoposSDK.init(pocketbase_url={pocketbase.url!r}, site_id={website.tracking_id!r},
     admin_email={pocketbase.email!r}, admin_password={pocketbase.password!r},
     realtime=False, worker_process=True, batch=True, batch_interval=3600)

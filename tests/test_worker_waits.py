@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from conftest import PocketBaseServer, start_sdk
-from fault_proxy import FaultProxy
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
-from tracking_helpers import environ, page_view, site_events, site_sessions
+from tests._support.fault_proxy import FaultProxy
+from tests._support.pocketbase_server import PocketBaseServer, start_sdk
+from tests._support.tracking_helpers import environ, page_view, site_events, site_sessions
 
 pytestmark = pytest.mark.pocketbase
 

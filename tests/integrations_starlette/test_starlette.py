@@ -19,14 +19,21 @@ from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 from starlette.requests import Request as StarletteRequest
 
-from conftest import PocketBaseServer
 from skopos import ConfigurationError, SkoposSDK
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._tracking.snapshot import take_snapshot
 from skopos.integrations.endpoint import EndpointConfig, client_script
 from skopos.integrations.starlette import SkoposLifespan, skopos_lifespan, skopos_routes
-from tracking_helpers import CHROME, custom, page_view, records, site_events, site_sessions
+from tests._support.pocketbase_server import PocketBaseServer
+from tests._support.tracking_helpers import (
+    CHROME,
+    custom,
+    page_view,
+    records,
+    site_events,
+    site_sessions,
+)
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for the httpx2 fork under its TestClient; httpx, our dependency, works.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -53,3 +53,8 @@ def playwright_driver(purpose: str) -> Iterator[Playwright]:
 
     with sync_playwright() as driver:
         yield driver
+
+
+def launch_options() -> dict[str, Any]:
+    """Keyword arguments for ``chromium.launch`` / ``launch_persistent_context``."""
+    return {"executable_path": CHROMIUM, "headless": True, "args": CHROMIUM_ARGS}

@@ -1,6 +1,7 @@
 """Static checks of the browser client: small, built from the current source, and private.
 
-Its behaviour is tested in a real browser by ``tests/browser``; these run everywhere, fast.
+Its behaviour is tested in a real browser by ``test_skopos_js.py`` beside this file; these need
+no browser and run everywhere, fast.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-STATIC = Path(__file__).resolve().parents[1] / "src" / "skopos" / "static"
+from tests._support.paths import STATIC
+
 SOURCE = STATIC / "skopos.js"
 MINIFIED = STATIC / "skopos.min.js"
 SERVED = MINIFIED if MINIFIED.is_file() else SOURCE

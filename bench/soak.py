@@ -1,6 +1,6 @@
 """Soak: many events through injected faults; every one must land exactly once.
 
-Run: .venv/bin/python tests/soak.py [EVENTS] [--spool]   (default 200,000; prints a JSON summary)
+Run: .venv/bin/python bench/soak.py [EVENTS] [--spool]   (default 200,000; prints a JSON summary)
 With ``--spool`` the SDK journals to a temporary ``spool_dir``.
 
 A real PocketBase behind the fault proxy: every 7th batch's answer is lost after
@@ -19,15 +19,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+# The fault proxy and request builders of the tests (tests/_support), from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fault_proxy import FaultProxy
 from skopos import SkoposSDK
 from skopos._admin.embedded import EmbeddedPocketBase
 from skopos._admin.setup import ensure_website, run_setup
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._pocketbase.filter import pb_filter
-from tracking_helpers import environ, page_view
+from tests._support.fault_proxy import FaultProxy
+from tests._support.tracking_helpers import environ, page_view
 
 EMAIL, PASSWORD = "soak@skopos.test", "soak-password-123"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from skopos import SkoposSDK
-from tracking_helpers import custom, environ, js_error, page_view
+from tests._support.tracking_helpers import custom, environ, js_error, page_view
 
 VISITORS = 12
 

@@ -1,5 +1,5 @@
 """A host process for the spool tests: tracks a known trace with a spool, then waits
-to be killed (``python spool_child.py CONFIG_JSON``). Never returns on its own."""
+to be killed (``python -m tests._support.spool_child CONFIG_JSON``). Never returns on its own."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 
 from skopos import SkoposSDK
-from spool_trace import send_trace
+from tests._support.spool_trace import send_trace
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Replay one process's share of a trace through a SkoposSDK (run as a subprocess by tests).
 
-Usage: python replay_process.py CONFIG_JSON PROCESS_INDEX
+Usage: python -m tests._support.replay_process CONFIG_JSON PROCESS_INDEX
 CONFIG_JSON: {"sdk": {...init options...}, "domain": str, "visitors": int,
               "views": int, "step": float}
 Prints "ready" once initialised, then reads the shared start time (epoch seconds)
@@ -14,7 +14,7 @@ import sys
 import time
 
 from skopos import SkoposSDK
-from tracking_helpers import environ, page_view
+from tests._support.tracking_helpers import environ, page_view
 
 
 def main() -> None:
