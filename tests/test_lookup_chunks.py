@@ -7,7 +7,6 @@ the visitors lookup, 111 in the sessions lookup (which also filters on ``updated
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -16,9 +15,7 @@ import pytest
 from skopos import SkoposSDK
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
-from skopos._pocketbase.dates import pb_date
-from skopos._pocketbase.filter import ANY_OF_CHUNK, any_of, pb_filter
-from skopos._tracking.identity import random_record_id
+from skopos._pocketbase.filter import pb_filter
 from tests._support.pocketbase_server import PocketBaseServer, start_sdk
 from tests._support.tracking_helpers import environ, page_view, site_sessions
 
@@ -73,12 +70,3 @@ def test_a_batch_of_many_new_then_returning_visitors(
 
 def records_of(pb: PocketBaseClient, collection: str, website_id: str) -> list[object]:
     return list(pb.iter_records(collection, filter=pb_filter("website = {:w}", w=website_id)))
-
-
-def test_a_full_chunk_filter_is_accepted(pb: PocketBaseClient) -> None:
-    ids = [random_record_id() for _ in range(ANY_OF_CHUNK)]
-    visitors = pb.list_records("visitors", filter=next(any_of("id", ids)), per_page=len(ids))
-    assert visitors.items == []
-    cutoff = pb_filter("updated >= {:cutoff}", cutoff=pb_date(time.time() - 1800))
-    sessions = f"({next(any_of('visitor', ids))}) && {cutoff}"
-    assert list(pb.iter_records("sessions", filter=sessions)) == []
