@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from skopos._admin.schema import collection_id, load_schema, plan_schema
+from tests._support.paths import DATA
 
-DASHBOARD_EXPORT = Path(__file__).parent / "data" / "skopos-dashboard-schema.json"
+DASHBOARD_EXPORT = DATA / "skopos-dashboard-schema.json"
 SDK_COLLECTIONS = ["users", "websites", "visitors", "sessions", "events", "js_errors"]
 
 

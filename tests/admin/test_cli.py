@@ -1,4 +1,5 @@
-"""``skopos demo`` as a user runs it: a subprocess with an embedded PocketBase."""
+"""The ``skopos`` command line as a user runs it: ``skopos demo``, a subprocess with an embedded
+PocketBase (``skopos setup``, the other command, is tested in ``test_setup.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from skopos._admin.embedded import free_port
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._pocketbase.filter import pb_filter
+from tests._support.paths import ROOT
 
 pytestmark = pytest.mark.pocketbase
 SKOPOS = [sys.executable, "-m", "skopos"]
@@ -61,7 +63,7 @@ def test_demo_sets_up_a_site_and_is_repeatable(tmp_path: Path) -> None:
 
 
 def test_demo_runs_an_example_app_wired_to_its_pocketbase(tmp_path: Path) -> None:
-    app = Path(__file__).parents[1] / "examples" / "fastapi_app" / "app.py"
+    app = ROOT / "examples" / "fastapi_app" / "app.py"
     result = subprocess.run(
         [
             *SKOPOS,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +12,12 @@ from skopos._admin.cli import main as skopos
 from skopos._admin.embedded import free_port
 from skopos._admin.schema import plan_schema
 from skopos._pocketbase.client import PocketBaseClient
+from tests._support.paths import DATA
 from tests._support.pocketbase_server import PocketBaseServer
 
 pytestmark = pytest.mark.pocketbase
 
-DASHBOARD_EXPORT = Path(__file__).parent / "data" / "skopos-dashboard-schema.json"
+DASHBOARD_EXPORT = DATA / "skopos-dashboard-schema.json"
 
 
 def collections(client: PocketBaseClient) -> dict[str, dict[str, Any]]:
