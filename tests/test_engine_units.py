@@ -2,71 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from types import SimpleNamespace
 
-import pytest
-
-from skopos import ConfigurationError
-from skopos._config import resolve_options
 from skopos._delivery.js_errors import ErrorAggregator, error_hash, top_frame
-from skopos._queue import WorkQueue
 from skopos._tracking.activity import Activity
 from skopos._tracking.identity import VisitorHasher, derive_record_id, random_record_id
 from skopos._tracking.ip_rules import IpBlacklist
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.snapshot import capture_request, take_snapshot
-
-REQUIRED = {
-    "pocketbase_url": "http://127.0.0.1:8090",
-    "site_id": "abc",
-    "admin_email": "a@b.c",
-    "admin_password": "pw",
-}
-
-
-# -- options ----------------------------------------------------------------------------
-
-
-def test_argument_beats_environment_beats_default() -> None:
-    env = {"SKOPOS_BATCH_INTERVAL": "2.5", "SKOPOS_SESSION_TIMEOUT": "60", "SKOPOS_BATCH": "yes"}
-    options = resolve_options({**REQUIRED, "session_timeout": 30}, env)
-    assert (options.session_timeout, options.batch_interval, options.batch) == (30.0, 2.5, True)
-    assert options.js_error_batch_interval == 300.0
-
-
-def test_required_options_come_from_the_environment() -> None:
-    env = {
-        "SKOPOS_POCKETBASE_URL": "https://pb.example.com",
-        "SKOPOS_SITE_ID": "site",
-        "SKOPOS_ADMIN_EMAIL": "a@b.c",
-        "SKOPOS_ADMIN_PASSWORD": "secret",
-    }
-    options = resolve_options({}, env)
-    assert options.pocketbase_url == "https://pb.example.com"
-    assert "secret" not in repr(options)
-
-
-@pytest.mark.parametrize(
-    ("arguments", "environ", "message"),
-    [
-        ({}, {}, "missing required option(s): pocketbase_url (or SKOPOS_POCKETBASE_URL)"),
-        ({**REQUIRED, "pocketbase_url": "ftp://x"}, {}, "must be an http(s) URL"),
-        ({**REQUIRED, "batch_interval": 0}, {}, "batch_interval (argument) is invalid"),
-        ({**REQUIRED}, {"SKOPOS_MAX_BATCH_SIZE": "lots"}, "max_batch_size (SKOPOS_MAX_BATCH_SIZE)"),
-        ({**REQUIRED}, {"SKOPOS_BATCH": "maybe"}, "expected true or false"),
-        ({**REQUIRED, "max_batch_size": True}, {}, "expected a number"),
-        ({**REQUIRED, "colour": "red"}, {}, "unknown option(s): colour"),
-    ],
-)
-def test_bad_options_are_named(
-    arguments: dict[str, object], environ: dict[str, str], message: str
-) -> None:
-    with pytest.raises(ConfigurationError) as caught:
-        resolve_options(arguments, environ)
-    assert message in str(caught.value)
-
 
 # -- snapshots ----------------------------------------------------------------------------
 
@@ -155,28 +99,6 @@ def test_a_capture_is_not_changed_by_what_the_app_does_to_the_request_afterwards
     assert (from_environ.user_agent, from_environ.peer) == ("Before/2", "198.51.100.4")
     # Nothing of the captures leaks into reprs (logs).
     assert "198.51" not in repr(scope_capture) + repr(environ_capture)
-
-
-# -- the queue ------------------------------------------------------------------------------
-
-
-def test_queue_is_bounded_and_counts() -> None:
-    queue: WorkQueue[int] = WorkQueue(maxsize=3)
-    assert [queue.put(n) for n in range(5)] == [True, True, True, False, False]
-    assert (queue.accepted, queue.rejected, len(queue)) == (3, 2, 3)
-    assert queue.take(2, timeout=0) == [0, 1]
-    assert queue.drain() == [2]
-    assert queue.take(10, timeout=0) == []
-
-
-def test_queue_take_wakes_on_put_and_on_wake() -> None:
-    queue: WorkQueue[str] = WorkQueue(maxsize=10)
-    threading.Timer(0.05, lambda: queue.put("hello")).start()
-    started = time.monotonic()
-    assert queue.take(10, timeout=5) == ["hello"]
-    threading.Timer(0.05, queue.wake).start()
-    assert queue.take(10, timeout=5) == []
-    assert time.monotonic() - started < 2
 
 
 # -- ids ------------------------------------------------------------------------------------

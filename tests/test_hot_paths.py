@@ -7,8 +7,6 @@ import hmac
 import os
 import random
 import re
-import threading
-import time
 from collections import Counter
 from ipaddress import IPv4Address
 from types import SimpleNamespace
@@ -19,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from skopos._lru import LruCache
-from skopos._queue import WorkQueue
 from skopos._tracking import client_ip as _client_ip
 from skopos._tracking import identity as _identity
 from skopos._tracking.client_ip import ResolvedIp, TrustedProxies, resolve_client_ip
@@ -95,38 +92,6 @@ def test_scope_snapshot_joined_repeats_stay_bounded() -> None:
     assert snap.x_real_ip is not None
     assert len(snap.x_real_ip) == MAX_HEADER_LENGTH
     assert snap.x_real_ip.startswith(half.decode() + ", bbb")
-
-
-# -- the queue -------------------------------------------------------------------------------
-
-
-def test_put_on_the_raw_lock_wakes_a_waiting_take_every_time() -> None:
-    queue: WorkQueue[int] = WorkQueue(maxsize=100)
-    got: list[int] = []
-
-    def consume() -> None:
-        while len(got) < 20:
-            got.extend(queue.take(100, timeout=10))
-
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    started = time.monotonic()
-    for number in range(20):
-        time.sleep(0.005)  # the consumer is waiting again before each put
-        assert queue.put(number)
-    consumer.join(10)
-    assert got == list(range(20))
-    assert time.monotonic() - started < 5
-    assert (queue.accepted, queue.rejected) == (20, 0)
-
-
-def test_put_keeps_the_lock_usable_after_a_full_queue() -> None:
-    queue: WorkQueue[int] = WorkQueue(maxsize=1)
-    assert queue.put(1)
-    assert not queue.put(2)
-    assert queue.take(5, timeout=0) == [1]
-    assert queue.put(3)
-    assert queue.drain() == [3]
 
 
 # -- host checks: memoised verdicts and the ipaddress short cut ------------------------------

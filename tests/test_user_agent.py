@@ -13,7 +13,6 @@ import ua_parser
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skopos._lru import LruCache
 from skopos._tracking import user_agent as _user_agent
 from skopos._tracking.user_agent import (
     MAX_USER_AGENT_LENGTH,
@@ -174,19 +173,6 @@ def test_only_the_first_512_characters_count() -> None:
 def test_device_family_exposes_uap_spider() -> None:
     assert device_family("Mozilla/5.0 (compatible; bingbot/2.0)") == "Spider"
     assert device_family(CHROME_WINDOWS) in (None, "Other")
-
-
-def test_lru_evicts_least_recently_used() -> None:
-    cache: LruCache[str, int] = LruCache(2)
-    cache.put("a", 1)
-    cache.put("b", 2)
-    assert cache.get("a") == 1  # "a" is now the most recent
-    cache.put("c", 3)
-    assert cache.get("b") is None
-    assert cache.get("a") == 1
-    assert cache.get("c") == 3
-    cache.clear()
-    assert len(cache) == 0
 
 
 def test_concurrent_use_keeps_the_cache_consistent() -> None:
