@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
-from skopos._delivery.js_errors import ErrorAggregator, error_hash, top_frame
-from skopos._tracking.activity import Activity
 from skopos._tracking.identity import VisitorHasher, derive_record_id, random_record_id
-from skopos._tracking.ip_rules import IpBlacklist
-from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.snapshot import capture_request, take_snapshot
 
 # -- snapshots ----------------------------------------------------------------------------
@@ -122,64 +117,3 @@ def test_visitor_ids_depend_on_salt_site_ip_and_agent() -> None:
     assert base != one.visitor_id("other", "203.0.113.1", "UA")
     assert base != one.visitor_id("site", "203.0.113.2", "UA")
     assert base != one.visitor_id("site", "203.0.113.1", "UA2")
-
-
-# -- JS error groups -----------------------------------------------------------------------
-
-
-def test_top_frame_per_browser() -> None:
-    chrome = "TypeError: boom\n    at render (https://x.test/app.js?v=9:10:5)\n    at main"
-    firefox = "render@https://x.test/app.js:10:5\nmain@https://x.test/app.js:1:1"
-    assert top_frame(chrome, "TypeError: boom") == "at render (https://x.test/app.js:10:5)"
-    assert top_frame(firefox, "boom") == "render@https://x.test/app.js:10:5"
-    assert top_frame(None, "x") == ""
-    assert error_hash("m", chrome) == error_hash("m", chrome.replace("?v=9", "?v=10"))
-    assert error_hash("m", chrome) != error_hash("other", chrome)
-
-
-def test_aggregator_counts_per_site_and_group() -> None:
-    errors = ErrorAggregator()
-    for number, site in enumerate(("s1", "s1", "s2")):
-        rules = SiteRules(site, "t", None, False, False, False, IpBlacklist(None))
-        activity = Activity("jsError", rules, "v", "vr", time.time(), url="u", error_message="m")
-        activity.session_id = "x"
-        activity.recovered = number == 1
-        errors.add(activity)
-    assert errors.occurrences == 3
-    groups = sorted(errors.take(), key=lambda g: g.site_record_id)
-    assert [(g.site_record_id, g.count) for g in groups] == [("s1", 2), ("s2", 1)]
-    upsert, increment = groups[0].writes()
-    assert (upsert.acks, upsert.recovered) == (1, 1)
-    assert upsert.parent
-    assert increment.request.body == {"count+": 2}
-    assert errors.occurrences == 0
-
-
-def test_continuing_sessions_are_touched_at_most_every_touch_interval() -> None:
-    from skopos._delivery.sessions import Sessionizer
-
-    rules = SiteRules("site", "t", None, False, False, False, IpBlacklist(None))
-    sessions = Sessionizer(None, session_timeout=1800)  # type: ignore[arg-type]
-    assert sessions.touch_interval == 30.0
-    start = 1_700_000_000.0
-
-    def view(path: str, at: float) -> Activity:
-        return Activity("pageView", rules, "v", "vrec", at, path=path)
-
-    def session_writes(at: float, path: str) -> list[str]:
-        writes = sessions.assign([view(path, at)])
-        return [w.request.method for w in writes if w.collection == "sessions"]
-
-    assert session_writes(start, "/a") == ["POST"]  # a new session: created at once
-    assert session_writes(start + 1, "/b") == []  # continuing: deferred
-    assert session_writes(start + 2, "/c") == []
-    assert sessions.has_deferred
-    assert sessions.deferred_touches(start + 3) == []  # not due yet
-    (touch,) = sessions.deferred_touches(start + 3, everything=True)  # flush: all of them
-    assert touch.request.method == "PATCH"
-    assert touch.request.body == {"exitPath": "/c"}
-    assert not sessions.has_deferred
-    assert session_writes(start + 40, "/d") == ["PATCH"]  # lagging by 30 s: touched at once
-    assert session_writes(start + 41, "/e") == []
-    (due,) = sessions.deferred_touches(start + 71)  # due by time
-    assert due.request.body == {"exitPath": "/e"}

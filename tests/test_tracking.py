@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,22 +12,20 @@ from skopos import ConfigurationError, PocketBaseAuthError, PocketBaseUnreachabl
 from skopos._admin.embedded import free_port
 from skopos._admin.setup import Website, ensure_website
 from skopos._pocketbase.client import PocketBaseClient
-from tests._support.paths import subprocess_env
 from tests._support.pocketbase_server import MakeSdk, PocketBaseServer
 from tests._support.tracking_helpers import (
     CHROME,
-    FIREFOX,
     GOOGLEBOT,
     IPHONE,
     custom,
     environ,
-    js_error,
     page_view,
     records,
     scope,
     site_events,
     site_sessions,
 )
+from tests._support.waiting import wait_until
 
 pytestmark = pytest.mark.pocketbase
 
@@ -99,38 +96,6 @@ def test_page_views_custom_events_and_sessions(
 
     stats = sdk.stats()
     assert (stats.accepted, stats.written, stats.dropped, stats.pending) == (5, 5, {}, 0)
-
-
-def test_js_errors_are_grouped_and_counted(
-    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
-) -> None:
-    sdk = make_sdk(js_error_batch_interval=3600)
-    visitor = environ("198.51.100.7", FIREFOX)
-    for _ in range(3):
-        sdk.track_api_event(visitor, js_error(website.domain, "TypeError: x is undefined"))
-    sdk.track_api_event(
-        visitor,
-        js_error(website.domain, "TypeError: x is undefined", "at render (app.js?v=2:10:5)"),
-    )
-    sdk.track_api_event(
-        visitor, js_error(website.domain, "RangeError: too deep", "at loop (lib.js:1:1)")
-    )
-    assert sdk.flush(timeout=10)
-    groups = {e["errorMessage"]: e for e in records(pb, "js_errors", website=website.id)}
-    assert {m: g["count"] for m, g in groups.items()} == {
-        "TypeError: x is undefined": 4,  # a cache-busting query string does not split a group
-        "RangeError: too deep": 1,
-    }
-    [session] = site_sessions(pb, website.id)
-    assert groups["RangeError: too deep"]["session"] == session["id"]
-    assert groups["RangeError: too deep"]["lastSeen"]
-
-    sdk.track_api_event(visitor, js_error(website.domain, "TypeError: x is undefined"))
-    assert sdk.flush(timeout=10)
-    again = {e["errorMessage"]: e for e in records(pb, "js_errors", website=website.id)}
-    assert again["TypeError: x is undefined"]["count"] == 5
-    assert len(again) == 2
-    assert site_events(pb, website.id) == []  # errors are not events
 
 
 def test_filters_drop_and_count_without_writing(
@@ -263,28 +228,6 @@ def test_identify_links_the_visitor(
     assert visitor["userId"] == "user_123"  # later writes never erase it
 
 
-def test_a_restarted_process_continues_the_session(
-    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
-) -> None:
-    request = environ("203.0.113.60")
-    first = make_sdk()
-    first.track_api_event(request, page_view(website.domain, "/one"))
-    first.shutdown(timeout=10)
-    second = make_sdk()
-    second.track_api_event(request, page_view(website.domain, "/two"))
-    assert second.flush(timeout=10)
-    [session] = site_sessions(pb, website.id)
-    assert (session["entryPath"], session["exitPath"]) == ("/one", "/two")
-    assert len(site_events(pb, website.id)) == 2
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("mode", ["realtime", "polling"])
 def test_archiving_at_runtime_is_followed(
     make_sdk: MakeSdk, pb: PocketBaseClient, website: Website, mode: str
@@ -335,94 +278,6 @@ def test_init_fails_fast_with_clear_errors(pocketbase: PocketBaseServer, website
         SkoposSDK.init(**{**base, "batch_interval": -1})
     with pytest.raises(TypeError):
         SkoposSDK.init(**{**base, "sesion_timeout": 3})  # a typo is never ignored
-
-
-def test_batch_mode_writes_on_size_and_interval(
-    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
-) -> None:
-    sdk = make_sdk(batch=True, batch_interval=1.0, max_batch_size=5)
-    request = environ("203.0.113.80")
-    for n in range(4):
-        sdk.track_api_event(request, page_view(website.domain, f"/b{n}"))
-    time.sleep(0.3)
-    assert site_events(pb, website.id) == []  # held: below size, before the interval
-    wait_until(lambda: len(site_events(pb, website.id)) == 4, timeout=5)
-    for n in range(5):
-        sdk.track_api_event(request, page_view(website.domain, f"/c{n}"))
-    wait_until(lambda: len(site_events(pb, website.id)) == 9, timeout=0.9)  # size reached
-
-
-@pytest.mark.parametrize("batch", [False, True])
-def test_two_processes_share_the_load_without_splitting_or_duplicating(
-    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website, batch: bool
-) -> None:
-    import json
-    import subprocess
-    import sys
-
-    visitors, views = 30, 6
-    config = {
-        "sdk": {
-            "pocketbase_url": pocketbase.url,
-            "site_id": website.tracking_id,
-            "admin_email": pocketbase.email,
-            "admin_password": pocketbase.password,
-            "strict": True,
-            "realtime": False,
-            "batch": batch,
-            "batch_interval": 0.1,
-        },
-        "domain": website.domain,
-        "visitors": visitors,
-        "views": views,
-        "step": 0.5,
-    }
-    script = "tests._support.replay_process"
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", script, json.dumps(config), str(share)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=subprocess_env(),
-        )
-        for share in (0, 1)
-    ]
-    try:
-        for worker in workers:
-            assert worker.stdout is not None
-            assert worker.stdout.readline().strip() == "ready"
-        start_at = f"{time.time() + 0.3}\n"
-        for worker in workers:  # every child gets the start time before any is waited on
-            assert worker.stdin is not None
-            worker.stdin.write(start_at)
-            worker.stdin.close()
-        results = []
-        for worker in workers:
-            assert worker.stdout is not None
-            results.append(json.loads(worker.stdout.read()))
-            worker.stdout.close()
-            assert worker.wait(timeout=60) == 0
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-    assert all(r["flushed"] and not r["dropped"] for r in results), results
-    assert [r["written"] for r in results] == [visitors * views] * 2
-
-    assert len(records(pb, "visitors", website=website.id)) == visitors
-    sessions = site_sessions(pb, website.id)
-    assert len(sessions) == visitors, "a visitor's session was split"
-    events = site_events(pb, website.id)
-    assert len(events) == 2 * visitors * views
-    per_session = Counter(event["session"] for event in events)
-    assert set(per_session.values()) == {2 * views}
-    for session in sessions:
-        paths = {e["path"] for e in events if e["session"] == session["id"]}
-        assert len({path.split("/")[1] for path in paths}) == 1  # one visitor per session
-        assert session["entryPath"].split("/")[2] == "p0"  # whichever process wrote first
-        assert session["isNewVisitor"] is True
 
 
 def test_raw_ip_and_country_only_when_the_site_and_proxy_allow(

@@ -1,4 +1,5 @@
-"""The worker waits when it has nothing it can do, and only then (a real PocketBase)."""
+"""The worker, against a real PocketBase: when it writes (batch size and interval), and that it
+waits when it has nothing it can do, and only then."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ import pytest
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from tests._support.fault_proxy import FaultProxy
-from tests._support.pocketbase_server import PocketBaseServer, start_sdk
-from tests._support.tracking_helpers import environ, page_view, site_events, site_sessions
+from tests._support.pocketbase_server import MakeSdk, PocketBaseServer, start_sdk
+from tests._support.tracking_helpers import (
+    environ,
+    page_view,
+    site_events,
+    site_sessions,
+)
+from tests._support.waiting import wait_until
 
 pytestmark = pytest.mark.pocketbase
 
@@ -110,3 +117,18 @@ def test_a_deferred_session_touch_behind_a_held_batch_costs_no_cpu(
     sessions = {s["entryPath"]: s for s in site_sessions(pb, website.id)}
     assert sessions["/one"]["exitPath"] == "/two"  # and the deferred touch landed
     assert len(site_events(pb, website.id)) == 4
+
+
+def test_batch_mode_writes_on_size_and_interval(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    sdk = make_sdk(batch=True, batch_interval=1.0, max_batch_size=5)
+    request = environ("203.0.113.80")
+    for n in range(4):
+        sdk.track_api_event(request, page_view(website.domain, f"/b{n}"))
+    time.sleep(0.3)
+    assert site_events(pb, website.id) == []  # held: below size, before the interval
+    wait_until(lambda: len(site_events(pb, website.id)) == 4, timeout=5)
+    for n in range(5):
+        sdk.track_api_event(request, page_view(website.domain, f"/c{n}"))
+    wait_until(lambda: len(site_events(pb, website.id)) == 9, timeout=0.9)  # size reached
