@@ -1,13 +1,16 @@
-"""Pure logic of the tracking engine: options, snapshots, the queue, ids, error groups."""
+"""Request → snapshot: what the request thread copies out of WSGI environs, ASGI scopes and
+framework requests, and nothing else."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from skopos._tracking.identity import VisitorHasher, derive_record_id, random_record_id
-from skopos._tracking.snapshot import capture_request, take_snapshot
-
-# -- snapshots ----------------------------------------------------------------------------
+from skopos._tracking.snapshot import (
+    MAX_HEADER_LENGTH,
+    RequestSnapshot,
+    capture_request,
+    take_snapshot,
+)
 
 
 def test_environ_snapshot_copies_only_what_it_needs() -> None:
@@ -96,24 +99,70 @@ def test_a_capture_is_not_changed_by_what_the_app_does_to_the_request_afterwards
     assert "198.51" not in repr(scope_capture) + repr(environ_capture)
 
 
-# -- ids ------------------------------------------------------------------------------------
+# -- ASGI scopes: header names and values, bounded --------------------------------------------
 
 
-def test_record_ids_are_pocketbase_shaped() -> None:
-    for record_id in [derive_record_id("a", "b"), random_record_id()]:
-        assert len(record_id) == 15
-        assert record_id.isalnum()
-        assert record_id == record_id.lower()
-    assert derive_record_id("session", "v", "") != derive_record_id("session", "v", "x")
-    assert derive_record_id("a", "bc") != derive_record_id("ab", "c")
+def test_scope_snapshot_decodes_values_as_latin1_and_cuts_long_ones() -> None:
+    exact = b"a" * MAX_HEADER_LENGTH
+    scope = {
+        "type": "http",
+        "headers": [
+            (b"user-agent", exact),
+            (b"accept-language", b"x" * (MAX_HEADER_LENGTH + 5)),
+            (b"sec-ch-ua", bytearray(b"\xe9t\xe9")),
+            (b"sec-fetch-mode", memoryview(b"cors")),  # not bytes: ignored, as before
+        ],
+    }
+    snap = take_snapshot(scope)
+    assert snap is not None
+    assert snap.user_agent == exact.decode()
+    assert snap.accept_language == "x" * MAX_HEADER_LENGTH
+    assert snap.sec_ch_ua == "\xe9t\xe9"
+    assert snap.sec_fetch_mode is None
 
 
-def test_visitor_ids_depend_on_salt_site_ip_and_agent() -> None:
-    one, two = VisitorHasher(b"salt-one"), VisitorHasher(b"salt-two")
-    base = one.visitor_id("site", "203.0.113.1", "UA")
-    assert base == one.visitor_id("site", "203.0.113.1", "UA")
-    assert len(base) == 32
-    assert base != two.visitor_id("site", "203.0.113.1", "UA")
-    assert base != one.visitor_id("other", "203.0.113.1", "UA")
-    assert base != one.visitor_id("site", "203.0.113.2", "UA")
-    assert base != one.visitor_id("site", "203.0.113.1", "UA2")
+def test_scope_snapshot_header_names_in_any_case_and_shape() -> None:
+    scope = {
+        "type": "http",
+        "headers": [
+            (b"X-Forwarded-For", b"1.1.1.1"),
+            (bytearray(b"x-forwarded-for"), b"9.9.9.9"),  # unhashable: skipped
+            (b"x-forwarded-for", b"2.2.2.2"),
+            (b"X-REAL-IP", b"3.3.3.3"),
+            ("user-agent", b"str names are not ASGI"),
+            ("User-Agent", b"nor in upper case"),
+            (b"Host", b"example.com"),
+            (b"cf-connecting-ip", "not bytes"),
+            None,
+            (b"forwarded", b"for=4.4.4.4", b"extra"),
+            [b"cf-ipcountry", b"DE"],
+        ],
+    }
+    snap = take_snapshot(scope)
+    assert snap is not None
+    assert snap.x_forwarded_for == "1.1.1.1, 2.2.2.2"
+    assert snap.x_real_ip == "3.3.3.3"
+    assert snap.user_agent is None
+    assert snap.cf_connecting_ip is None
+    assert snap.forwarded is None
+    assert snap.cf_ipcountry == "DE"
+
+
+def test_scope_snapshot_joined_repeats_stay_bounded() -> None:
+    half = b"b" * (MAX_HEADER_LENGTH - 10)
+    snap = take_snapshot({"type": "http", "headers": [(b"x-real-ip", half)] * 3})
+    assert snap is not None
+    assert snap.x_real_ip is not None
+    assert len(snap.x_real_ip) == MAX_HEADER_LENGTH
+    assert snap.x_real_ip.startswith(half.decode() + ", bbb")
+
+
+def test_forwarding_headers_keep_their_order_and_skip_missing() -> None:
+    snap = RequestSnapshot("1.2.3.4")
+    assert snap.forwarding_headers() == {}
+    snap.cf_connecting_ip, snap.forwarded, snap.x_forwarded_for = "c", "f", "x"
+    assert list(snap.forwarding_headers().items()) == [
+        ("x-forwarded-for", "x"),
+        ("forwarded", "f"),
+        ("cf-connecting-ip", "c"),
+    ]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import doctest
 import ipaddress
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import skopos._tracking.client_ip
+from skopos._lru import LruCache
+from skopos._tracking import client_ip as _client_ip
 from skopos._tracking.client_ip import (
     CLOUDFLARE_RANGES,
     FORWARDING_HEADERS,
@@ -759,3 +762,42 @@ def test_xff_client_is_first_untrusted_from_the_right(
     chain = [*map(str, spoofed), str(client), str(proxy)]
     result = resolve_client_ip(str(proxy), {XFF: ", ".join(chain)}, trusted)
     assert result.ip == normalized_client
+
+
+# --- resolve_client_ip: the parsed-node cache gives the uncached answers ----------------------
+
+
+def _resolve_all(cases: list[tuple[Any, ...]]) -> list[ResolvedIp]:
+    return [resolve_client_ip(peer, headers, trusted) for _, peer, headers, trusted, *_ in cases]
+
+
+def test_node_cache_gives_the_uncached_answers_over_the_corpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cases = CASES
+    cold_and_warm = [_resolve_all(cases), _resolve_all(cases)]
+    monkeypatch.setattr(_client_ip, "_nodes", LruCache(0))
+    uncached = _resolve_all(cases)
+    assert cold_and_warm == [uncached, uncached]
+
+
+@given(peers, header_maps, configs)
+def test_node_cache_gives_the_uncached_answers(
+    peer: str | None, headers: dict[str, str], trusted: TrustedProxies
+) -> None:
+    cached = [resolve_client_ip(peer, headers, trusted) for _ in range(2)]
+    saved = _client_ip._nodes
+    _client_ip._nodes = LruCache(0)
+    try:
+        uncached = resolve_client_ip(peer, headers, trusted)
+    finally:
+        _client_ip._nodes = saved
+    assert cached == [uncached, uncached]
+
+
+def test_node_cache_keeps_only_parsed_short_text() -> None:
+    _client_ip._nodes.clear()
+    assert _client_ip._parse_node("unknown") is None
+    assert _client_ip._parse_node(" " * 300 + "192.0.2.1") == IPv4Address("192.0.2.1")
+    assert _client_ip._parse_node("[::ffff:192.0.2.1]:80") == IPv4Address("192.0.2.1")
+    assert len(_client_ip._nodes) == 1

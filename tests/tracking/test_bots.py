@@ -4,7 +4,6 @@ equivalent to the upstream patterns, and rates on the held-out corpus in tests/d
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -23,8 +22,9 @@ from skopos._tracking.bots import (
     _NotFinite,
     _shared_crawler_list,
 )
+from tests._support.paths import DATA
 
-CORPUS = Path(__file__).parent / "data" / "user_agents"
+CORPUS = DATA / "user_agents"
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
