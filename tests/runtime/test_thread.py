@@ -1,4 +1,6 @@
-"""Fork safety against a real PocketBase: os.fork() and gunicorn --preload."""
+"""The in-process runtime (a worker thread) across fork(), against a real PocketBase: a child
+rebuilds its own (``Runtime.for_child``) under os.fork() and gunicorn --preload. The worker
+process runtime's fork is tested in ``test_process.py``."""
 
 from __future__ import annotations
 

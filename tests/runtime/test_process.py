@@ -1,4 +1,5 @@
-"""worker_process=True against a real PocketBase: the same records as in-process."""
+"""The worker process (``worker_process=True``, ``process.py`` and ``child.py``) against a real
+PocketBase: the same records as in-process."""
 
 from __future__ import annotations
 
