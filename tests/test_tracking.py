@@ -206,3 +206,14 @@ def test_init_fails_fast_with_clear_errors(pocketbase: PocketBaseServer, website
         SkoposSDK.init(**{**base, "batch_interval": -1})
     with pytest.raises(TypeError):
         SkoposSDK.init(**{**base, "sesion_timeout": 3})  # a typo is never ignored
+
+
+def test_bad_trusted_proxies_fail_at_init(pocketbase: PocketBaseServer, website: Website) -> None:
+    with pytest.raises(ConfigurationError, match="trusted_proxies"):
+        SkoposSDK.init(
+            pocketbase_url=pocketbase.url,
+            site_id=website.tracking_id,
+            admin_email=pocketbase.email,
+            admin_password=pocketbase.password,
+            trusted_proxies="private, not-a-network",
+        )
