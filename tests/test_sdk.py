@@ -1,4 +1,8 @@
-"""The tracking engine end to end against a real PocketBase: what lands is what we expect."""
+"""The public ``SkoposSDK`` end to end against a real PocketBase: what lands is what we expect.
+
+What one station decides is tested beside its module (filters: ``tracking/test_pipeline.py``,
+sessions across processes: ``delivery/test_sessions.py``, ...); here, the public calls.
+"""
 
 from __future__ import annotations
 
