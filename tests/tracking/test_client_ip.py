@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import ipaddress
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import skopos._tracking.client_ip
 from skopos._lru import LruCache
 from skopos._tracking import client_ip as _client_ip
 from skopos._tracking.client_ip import (
@@ -37,10 +35,6 @@ def ip(text: str) -> IPv4Address | IPv6Address:
     address = normalize_ip(text)
     assert address is not None
     return address
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(skopos._tracking.client_ip).failed == 0
 
 
 # --- TrustedProxies --------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -10,13 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import skopos._tracking.ip_rules
 from skopos._tracking.ip_rules import IpBlacklist, IpRangeSet, normalize_ip, parse_network
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(skopos._tracking.ip_rules).failed == 0
-
 
 # --- normalize_ip ----------------------------------------------------------------------------
 

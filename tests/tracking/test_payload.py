@@ -4,7 +4,6 @@ Host/domain matching and localhost detection are tested in ``test_hosts.py``."""
 
 from __future__ import annotations
 
-import doctest
 import ipaddress
 import json
 import math
@@ -18,8 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import skopos._tracking.hosts
-import skopos._tracking.payload
 from skopos._tracking.hosts import host_matches_domain, is_localhost
 from skopos._tracking.payload import (
     EVENT_TYPES,
@@ -229,10 +226,6 @@ def check(raw: object) -> ValidPayload | Rejection:
         assert isinstance(result, Rejection)
         assert_good_rejection(result)
     return result
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(skopos._tracking.payload).failed == 0
 
 
 # --- raw bodies ------------------------------------------------------------------------------
