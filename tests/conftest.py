@@ -3,7 +3,8 @@
 ``pocketbase`` is one server for the whole session, prepared by ``skopos setup``;
 tests stay independent by each taking a fresh ``website``. Tests that change
 server-wide state (token lifetime, restarts, schema experiments) start their own
-server with ``pocketbase_factory``.
+server with ``pocketbase_factory``. What tests share with these fixtures as plain code
+(``PocketBaseServer``, ``start_sdk``) is in ``tests/_support/pocketbase_server.py``.
 """
 
 from __future__ import annotations
