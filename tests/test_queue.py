@@ -27,7 +27,7 @@ def test_queue_take_wakes_on_put_and_on_wake() -> None:
     assert time.monotonic() - started < 2
 
 
-# -- put enters the Condition's own lock directly (the fast path) ----------------------------
+# -- put enters the Condition's own lock directly (the fast path) -----------------------------
 
 
 def test_put_on_the_raw_lock_wakes_a_waiting_take_every_time() -> None:

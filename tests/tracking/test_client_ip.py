@@ -758,7 +758,7 @@ def test_xff_client_is_first_untrusted_from_the_right(
     assert result.ip == normalized_client
 
 
-# --- resolve_client_ip: the parsed-node cache gives the uncached answers ----------------------
+# --- resolve_client_ip: the parsed-node cache gives the uncached answers ---------------------
 
 
 def _resolve_all(cases: list[tuple[Any, ...]]) -> list[ResolvedIp]:

@@ -60,7 +60,7 @@ def test_is_localhost(host: str, expected: bool) -> None:
     assert is_localhost(host) is expected
 
 
-# -- the ipaddress short cut and the hostname pattern -------------------------------------------
+# -- the ipaddress short cut and the hostname pattern -----------------------------------------
 
 
 @given(st.text(st.sampled_from("0123456789abcdef.:[]%x-_ "), max_size=45) | st.text(max_size=20))

@@ -37,7 +37,7 @@ def test_visitor_ids_depend_on_salt_site_ip_and_agent() -> None:
     assert base != one.visitor_id("site", "203.0.113.1", "UA2")
 
 
-# -- the fast paths: base36 in pairs, the HMAC, one random source per process ----------------
+# -- the fast paths: base36 in pairs, the HMAC, one random source per process -----------------
 
 
 def _base36_reference(number: int) -> str:

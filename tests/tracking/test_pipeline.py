@@ -77,7 +77,7 @@ def test_host_verdict_memo_is_bounded() -> None:
     assert len(pipeline._host_verdicts) == pipeline._host_verdicts.maxsize
 
 
-# -- the IP blacklist, checked on the resolved address ------------------------------------------
+# -- the IP blacklist, checked on the resolved address ----------------------------------------
 
 
 def test_blacklist_is_checked_on_the_resolved_address() -> None:
