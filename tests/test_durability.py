@@ -9,11 +9,18 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import PocketBaseServer, start_sdk
-from fault_proxy import FaultProxy
 from skopos._admin.setup import Website, ensure_website
 from skopos._pocketbase.client import PocketBaseClient
-from tracking_helpers import environ, js_error, page_view, records, site_events, site_sessions
+from tests._support.fault_proxy import FaultProxy
+from tests._support.pocketbase_server import PocketBaseServer, start_sdk
+from tests._support.tracking_helpers import (
+    environ,
+    js_error,
+    page_view,
+    records,
+    site_events,
+    site_sessions,
+)
 
 pytestmark = pytest.mark.pocketbase
 

@@ -24,12 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import PocketBaseServer, start_sdk
-from fault_proxy import FaultProxy
 from skopos import SkoposSDK
 from skopos._admin.setup import Website, ensure_website
 from skopos._pocketbase.client import PocketBaseClient
-from tracking_helpers import (
+from tests._support.fault_proxy import FaultProxy
+from tests._support.pocketbase_server import PocketBaseServer, start_sdk
+from tests._support.tracking_helpers import (
     CHROME,
     FIREFOX,
     IPHONE,

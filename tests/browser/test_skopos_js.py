@@ -1,9 +1,9 @@
 """The browser client, ``src/skopos/static/skopos.js``, in a real headless Chromium.
 
-The pages load the file that is served, ``skopos.min.js`` (see ``conftest.served_script``).
-Nothing in the browser is faked, with two exceptions named where they happen: Chromium has no
-Global Privacy Control switch yet, and two tests remove ``navigator.sendBeacon`` to exercise the
-fetch fallback of browsers that lack it.
+The pages load the file that is served, ``skopos.min.js`` (see ``served_script`` in
+``tests/_support/recording_server.py``). Nothing in the browser is faked, with two exceptions
+named where they happen: Chromium has no Global Privacy Control switch yet, and two tests remove
+``navigator.sendBeacon`` to exercise the fetch fallback of browsers that lack it.
 
 What headless Chromium cannot show: a page going hidden and visible again while it stays open
 (headless tabs are always visible; only leaving or closing the page hides it), so the "count only
@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .conftest import STUB, Site, launch_options
+from tests._support.chromium import launch_options
+from tests._support.recording_server import STUB, Site
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Playwright

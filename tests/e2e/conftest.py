@@ -2,9 +2,9 @@
 
 ``example`` starts one of ``examples/*`` as a subprocess, the way its README says to run it, on a
 free port of 127.0.0.1 and against a fresh website of the session's PocketBase; it is stopped
-(SIGTERM, then SIGKILL) when the test ends, whatever happened. ``example_params`` skips an
-example whose entry file does not exist, naming the file; one that exists but does not start
-fails the test, with its output.
+(SIGTERM, then SIGKILL) when the test ends, whatever happened. ``example_params``
+(``tests/_support/example_apps.py``) skips an example whose entry file does not exist, naming
+the file; one that exists but does not start fails the test, with its output.
 
 Chromium is Debian's ``/usr/bin/chromium`` (or ``$SKOPOS_CHROMIUM``) driven by Playwright, as in
 ``tests/browser``; nothing downloads a browser. Without them the tests skip, except under
@@ -13,7 +13,6 @@ Chromium is Debian's ``/usr/bin/chromium`` (or ``$SKOPOS_CHROMIUM``) driven by P
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,73 +20,31 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from chromium import CHROMIUM, CHROMIUM_ARGS, playwright_driver
-from conftest import PocketBaseServer
 from skopos._admin.embedded import free_port
 from skopos._admin.setup import Website, new_tracking_id
 from skopos._pocketbase.client import PocketBaseClient
+from tests._support.chromium import CHROMIUM, CHROMIUM_ARGS, playwright_driver
+from tests._support.example_apps import (
+    EXAMPLES,
+    SPECS,
+    DesktopChrome,
+    RecordingBrowser,
+    RunningExample,
+)
+from tests._support.paths import ROOT
+from tests._support.pocketbase_server import PocketBaseServer
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Playwright
+    from playwright.sync_api import Playwright
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
 START_TIMEOUT = 45.0  # Django's first start on a loaded 2-core machine takes a few seconds
 STOP_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class ExampleSpec:
-    """How an example is started: its entry file and the arguments after the interpreter."""
-
-    entry: str
-    args: tuple[str, ...] = ()
-
-
-SPECS = {
-    "fastapi_app": ExampleSpec("fastapi_app/app.py"),
-    "flask_app": ExampleSpec("flask_app/app.py"),
-    "django_site": ExampleSpec(
-        "django_site/manage.py", ("runserver", "127.0.0.1:{port}", "--noreload")
-    ),
-}
-
-
-@dataclass(frozen=True)
-class RunningExample:
-    """An example server and the website it tracks into."""
-
-    name: str
-    origin: str
-    port: int
-    website: Website
-    log: Path
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def example_params() -> list[Any]:
-    """One parameter per example; skipped, naming the file, while its entry file is missing."""
-    return [
-        pytest.param(
-            name,
-            id=name,
-            marks=pytest.mark.skipif(
-                not (EXAMPLES / spec.entry).is_file(),
-                reason=f"examples/{spec.entry} does not exist (yet)",
-            ),
-        )
-        for name, spec in SPECS.items()
-    ]
 
 
 def _new_website(pb: PocketBaseClient, name: str, domain: str) -> Website:
@@ -213,63 +170,6 @@ def example(
 def playwright() -> Iterator[Playwright]:
     """The Playwright driver, or a skip (a failure under CI=true) when it cannot run."""
     yield from playwright_driver("end-to-end tests")
-
-
-@dataclass(frozen=True)
-class DesktopChrome:
-    """The identity the browser presents: a desktop Chrome of the real Chromium's version."""
-
-    user_agent: str
-    sec_ch_ua: str
-
-
-class RecordingBrowser:
-    """Chromium with a network log: afterwards, the headers it actually sent, beacons included.
-
-    The NetLog (``--log-net-log``) is written by the network service itself, so it has the
-    requests Playwright never reports: beacons sent from ``pagehide``, whose page is gone.
-    """
-
-    def __init__(self, browser: Browser, identity: DesktopChrome, netlog: Path) -> None:
-        self.browser = browser
-        self.identity = identity
-        self.netlog = netlog
-
-    def new_context(self) -> BrowserContext:
-        return self.browser.new_context(
-            user_agent=self.identity.user_agent,
-            locale="en-US",
-            extra_http_headers={"Sec-CH-UA": self.identity.sec_ch_ua},
-        )
-
-    def close(self) -> None:
-        """Close the browser, which completes the network log."""
-        self.browser.close()
-
-    def sent(self, origin: str, request_line: str) -> list[dict[str, str]]:
-        """Headers (lower-case names) of each request ``request_line`` sent to ``origin``.
-
-        Read after ``close``. Each request's headers as they went on the wire are one event
-        with the request line and a ``Host`` header.
-        """
-        host = "host: " + origin.removeprefix("http://")
-        found: list[dict[str, str]] = []
-        for line in self.netlog.read_text(encoding="utf-8", errors="replace").splitlines():
-            if request_line not in line:
-                continue
-            try:
-                params = json.loads(line.rstrip().rstrip(","))["params"]
-            except (ValueError, KeyError, TypeError):
-                continue
-            headers = params.get("headers") if isinstance(params, dict) else None
-            if not isinstance(headers, list) or not str(params.get("line", "")).startswith(
-                request_line
-            ):
-                continue
-            if any(header.lower() == host for header in headers):
-                pairs = (str(header).split(": ", 1) for header in headers)
-                found.append({name.lower(): value for name, value in pairs})
-        return found
 
 
 @pytest.fixture(scope="module")

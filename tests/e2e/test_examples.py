@@ -36,9 +36,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from skopos._pocketbase.client import PocketBaseClient
-from tracking_helpers import records, site_events, site_sessions
-
-from .conftest import RecordingBrowser, RunningExample, example_params
+from tests._support.example_apps import RecordingBrowser, RunningExample, example_params
+from tests._support.tracking_helpers import records, site_events, site_sessions
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

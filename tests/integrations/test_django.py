@@ -28,7 +28,6 @@ from django.test import AsyncClient, Client, RequestFactory, override_settings  
 from django.test.client import FakePayload  # type: ignore[import-untyped]
 from django.urls import include, path  # type: ignore[import-untyped]
 
-from conftest import PocketBaseServer
 from skopos import ConfigurationError, SkoposSDK
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
@@ -36,7 +35,8 @@ from skopos._tracking.snapshot import take_snapshot
 from skopos.integrations import django as skopos_django
 from skopos.integrations.django import views
 from skopos.integrations.endpoint import client_script
-from tracking_helpers import CHROME, page_view, site_events, site_sessions
+from tests._support.pocketbase_server import PocketBaseServer
+from tests._support.tracking_helpers import CHROME, page_view, site_events, site_sessions
 
 if not settings.configured:
     settings.configure(

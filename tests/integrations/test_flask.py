@@ -11,14 +11,14 @@ import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
 
-from conftest import PocketBaseServer
 from skopos import ConfigurationError, SkoposSDK
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._tracking.snapshot import take_snapshot
 from skopos.integrations.endpoint import EndpointConfig, client_script
 from skopos.integrations.flask import Skopos
-from tracking_helpers import CHROME, page_view, site_events, site_sessions
+from tests._support.pocketbase_server import PocketBaseServer
+from tests._support.tracking_helpers import CHROME, page_view, site_events, site_sessions
 
 ALLOWED = "https://shop.example.test"
 BROWSER = {"User-Agent": CHROME, "Accept-Language": "en-US,en;q=0.9"}

@@ -1,0 +1,160 @@
+"""The pipeline, a tracking call → an activity or a drop reason: its memoised host verdicts and
+the blacklist checked on the resolved address (pure logic), then filters and enrichment as they
+land in a real PocketBase."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from skopos._admin.setup import Website
+from skopos._pocketbase.client import PocketBaseClient
+from skopos._tracking.hosts import (
+    host_matches_domain,
+    is_localhost,
+    normalize_domain,
+)
+from skopos._tracking.identity import VisitorHasher
+from skopos._tracking.ip_rules import IpBlacklist
+from skopos._tracking.payload import ValidPayload, validate_payload
+from skopos._tracking.pipeline import Pipeline
+from skopos._tracking.site_rules import SiteRules
+from skopos._tracking.snapshot import RequestSnapshot
+from tests._support.host_cases import HOST_MATCHES_DOMAIN, IS_LOCALHOST, NORMALIZE_DOMAIN
+from tests._support.pocketbase_server import MakeSdk
+from tests._support.tracking_helpers import (
+    GOOGLEBOT,
+    environ,
+    page_view,
+    records,
+    scope,
+    site_sessions,
+)
+
+# -- host verdicts: the memo gives the slow path's answers ------------------------------------
+
+# The corpus: the cases of test_hosts.py.
+HOSTS = [case[0] for case in IS_LOCALHOST]
+HOST_DOMAINS = [case[:2] for case in HOST_MATCHES_DOMAIN]
+DOMAINS = [case[0] for case in NORMALIZE_DOMAIN]
+
+
+def _slow_verdict(host: str, domain: str | None) -> int:
+    """What the pipeline decided before the memo, written out."""
+    if is_localhost(host):
+        return 0
+    if domain and not host_matches_domain(host, domain):
+        return 2
+    return 1
+
+
+def _pipeline() -> Pipeline:
+    return Pipeline(SimpleNamespace(get=lambda tracking_id: None), VisitorHasher(b"s"))  # type: ignore[arg-type]
+
+
+def test_memoised_host_verdicts_equal_the_slow_path_over_the_corpus() -> None:
+    pipeline = _pipeline()
+    hosts = [str(host) for host in HOSTS] + [str(host) for host, _ in HOST_DOMAINS]
+    domains: list[str | None] = [None, ""]
+    for domain in [*DOMAINS, *(domain for _, domain in HOST_DOMAINS)]:
+        if isinstance(domain, str):
+            domains += [domain, normalize_domain(domain)]  # site rules hold the normalised one
+    for _ in range(2):  # cold, then from the memo
+        for host in hosts:
+            validated = validate_payload({"type": "pageView", "url": f"https://{host}/"})
+            candidates = [host] + ([validated.host] if isinstance(validated, ValidPayload) else [])
+            for candidate in candidates:
+                for domain in domains:
+                    expected = _slow_verdict(candidate, domain)
+                    assert pipeline._host_verdict(candidate, domain) == expected, (host, domain)
+
+
+def test_host_verdict_memo_is_bounded() -> None:
+    pipeline = _pipeline()
+    for number in range(pipeline._host_verdicts.maxsize + 50):
+        pipeline._host_verdict(f"h{number}.example.com", "example.com")
+    assert len(pipeline._host_verdicts) == pipeline._host_verdicts.maxsize
+
+
+# -- the IP blacklist, checked on the resolved address ----------------------------------------
+
+
+def test_blacklist_is_checked_on_the_resolved_address() -> None:
+    listed = IpBlacklist(["203.0.113.7", "2001:db8::/32"])
+    pipeline = _pipeline()
+    for peer, blocked in [
+        ("203.0.113.7", True),
+        ("::ffff:203.0.113.7", True),
+        ("[2001:db8::5]:443", True),
+        ("203.0.113.8", False),
+        ("not an address", False),
+    ]:
+        _, _, address = pipeline._client_ip(RequestSnapshot(peer))
+        site = SiteRules("r" * 15, "t", None, False, False, False, listed)
+        assert pipeline._blacklisted(site, address) is blocked, peer
+        empty = SiteRules("r" * 15, "t", None, False, False, False, IpBlacklist(None))
+        assert pipeline._blacklisted(empty, address) is False
+
+
+# -- against a real PocketBase ----------------------------------------------------------------
+
+
+@pytest.mark.pocketbase
+def test_filters_drop_and_count_without_writing(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    pb.update_record(
+        "websites",
+        website.id,
+        {
+            "ipBlacklist": ["192.0.2.1", "10.20.0.0/16", "2001:db8:bad::/48"],
+            "disableLocalhostTracking": True,
+        },
+    )
+    sdk = make_sdk()
+    domain = website.domain
+    calls = [
+        (environ("192.0.2.1"), page_view(domain, "/")),  # exact address
+        (environ("10.20.3.4"), page_view(domain, "/")),  # IPv4 range
+        (scope("::ffff:10.20.9.9"), page_view(domain, "/")),  # IPv4-mapped IPv6 in the range
+        (scope("2001:db8:bad::1"), page_view(domain, "/")),  # IPv6 range
+        (environ("198.51.100.1", GOOGLEBOT), page_view(domain, "/")),
+        (environ("198.51.100.2", ""), page_view(domain, "/")),
+        (environ("198.51.100.3"), page_view("evil.example.com", "/")),
+        (environ("198.51.100.4"), page_view(f"{domain}.evil.net", "/")),
+        (environ("198.51.100.5"), {"type": "pageView", "url": "http://localhost:3000/"}),
+    ]
+    for request, payload in calls:
+        sdk.track_api_event(request, payload)
+    assert sdk.flush(timeout=10)
+    assert site_sessions(pb, website.id) == []
+    assert records(pb, "visitors", website=website.id) == []
+    dropped = sdk.stats().dropped
+    assert dropped.pop("ip_blacklisted") == 4
+    assert dropped.pop("off_domain") == 2
+    assert dropped.pop("localhost") == 1
+    assert sum(dropped.values()) == 2
+    assert all(reason.startswith("bot:") for reason in dropped)
+
+
+@pytest.mark.pocketbase
+def test_raw_ip_and_country_only_when_the_site_and_proxy_allow(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    pb.update_record("websites", website.id, {"storeRawIp": True})
+    sdk = make_sdk(trusted_proxies="cloudflare")
+    via_cloudflare = environ("173.245.48.10")  # a Cloudflare edge address
+    via_cloudflare.update(HTTP_CF_CONNECTING_IP="198.51.100.77", HTTP_CF_IPCOUNTRY="de")
+    forged = environ("198.51.100.88")  # talks to us directly, pretends to be behind Cloudflare
+    forged.update(HTTP_CF_CONNECTING_IP="192.0.2.1", HTTP_CF_IPCOUNTRY="FR")
+    sdk.track_api_event(via_cloudflare, page_view(website.domain, "/cf"))
+    sdk.track_api_event(forged, page_view(website.domain, "/direct"))
+    assert sdk.flush(timeout=10)
+    sessions = {s["entryPath"]: s for s in site_sessions(pb, website.id)}
+    assert (sessions["/cf"]["ipAddress"], sessions["/cf"]["country"]) == ("198.51.100.77", "DE")
+    assert (sessions["/direct"]["ipAddress"], sessions["/direct"]["country"]) == (
+        "198.51.100.88",
+        "",
+    )
+    assert sdk.stats().spoofed_forwarding_headers == 1
