@@ -161,8 +161,8 @@ def test_forwarding_headers_keep_their_order_and_skip_missing() -> None:
     snap = RequestSnapshot("1.2.3.4")
     assert snap.forwarding_headers() == {}
     snap.cf_connecting_ip, snap.forwarded, snap.x_forwarded_for = "c", "f", "x"
-    assert list(snap.forwarding_headers().items()) == [
-        ("x-forwarded-for", "x"),
+    assert list(snap.forwarding_headers().items()) == [  # in FORWARDING_HEADERS order
         ("forwarded", "f"),
+        ("x-forwarded-for", "x"),
         ("cf-connecting-ip", "c"),
     ]

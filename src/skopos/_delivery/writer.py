@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -27,6 +28,7 @@ from skopos._exceptions import (
     PocketBaseBatchDisabled,
     PocketBaseError,
     PocketBaseNotFound,
+    PocketBaseUnreachable,
     PocketBaseValidationError,
 )
 from skopos._pocketbase.client import BatchRequest, PocketBaseClient
@@ -40,6 +42,8 @@ logger = logging.getLogger("skopos")
 
 # A transaction that failed as a whole this often is sent again in two halves.
 _WHOLE_FAILURES_BEFORE_SPLIT = 4
+# Beyond batch.timeout, before a transaction whose answer was lost counts as settled.
+_SETTLE_MARGIN = 1.0
 
 
 class Backoff:
@@ -62,6 +66,12 @@ class Backoff:
     def reset(self) -> None:
         """Back to the first delay after a success."""
         self.failures = 0
+
+
+def _no_answer(error: PocketBaseError) -> bool:
+    """No answer came from PocketBase itself (a timeout, a cut connection, a gateway's
+    error): the transaction may have committed, or may still be running."""
+    return isinstance(error, PocketBaseUnreachable) or error.status in (502, 503, 504)
 
 
 def _is_duplicate_create(error: PocketBaseValidationError, write: PendingWrite) -> bool:
@@ -121,7 +131,19 @@ class BatchWriter:
             self._spool.prepared(self._marker_id, marker.body["value"], _refs(chunk))
             self._spool.sync()
         failed_whole = 0
+        in_doubt_since: float | None = None  # when the attempt whose answer was lost was sent
         while chunk:
+            if in_doubt_since is not None:
+                committed = self._settled_commit(marker, in_doubt_since)
+                if committed:
+                    break
+                if committed is None:  # PocketBase cannot tell yet: never resend blindly
+                    if not self._wait_to_retry(PocketBaseUnreachable("commit in doubt")):
+                        self._drop(chunk, DropReason.UNDELIVERED_AT_SHUTDOWN)
+                        return
+                    continue
+                in_doubt_since = None
+            sent_at = time.monotonic()
             try:
                 self._client.batch([*(write.request for write in chunk), marker])
             except PocketBaseValidationError as error:
@@ -142,6 +164,8 @@ class BatchWriter:
             except PocketBaseError as error:
                 if self._committed(marker):
                     break  # the answer was lost, not the write
+                if _no_answer(error):
+                    in_doubt_since = sent_at
                 if not self._wait_to_retry(error):
                     self._drop(chunk, DropReason.UNDELIVERED_AT_SHUTDOWN)
                     return
@@ -179,6 +203,22 @@ class BatchWriter:
             return self.committed(self._marker_id, marker.body["value"])
         except PocketBaseError:
             return False
+
+    def _settled_commit(self, marker: BatchRequest, sent_at: float) -> bool | None:
+        """Whether the transaction of ``marker`` committed, once that is final: None while
+        PocketBase cannot say, or while that transaction may still be running (an answer
+        that timed out). No transaction outlives ``batch.timeout``, and a PocketBase that
+        restarted has rolled back what it did not commit."""
+        assert marker.body is not None
+        try:
+            if self._committed(marker):
+                return True
+            settle = self._client.batch_timeout() + _SETTLE_MARGIN
+            if time.monotonic() - sent_at < settle:
+                return None
+            return self.committed(self._marker_id, marker.body["value"])
+        except PocketBaseError:
+            return None
 
     def committed(self, marker_id: str, token: str) -> bool:
         """Whether the transaction that gave marker ``marker_id`` the value ``token``

@@ -172,7 +172,7 @@ class PocketBaseClient:
             headers={"User-Agent": f"skopos-python/{__version__}"},
             transport=transport,
         )
-        self._batch_max_requests: int | None = None
+        self._batch_limits: tuple[int, float] | None = None  # maxRequests, timeout
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -467,7 +467,15 @@ class PocketBaseClient:
 
     def batch_max_requests(self) -> int:
         """The server's ``batch.maxRequests`` (read once from the settings, then cached)."""
-        if self._batch_max_requests is None:
+        return self._batch_settings()[0]
+
+    def batch_timeout(self) -> float:
+        """The server's ``batch.timeout`` in seconds: no batch transaction runs longer (one
+        that would is rolled back), so a batch sent earlier than that has settled."""
+        return self._batch_settings()[1]
+
+    def _batch_settings(self) -> tuple[int, float]:
+        if self._batch_limits is None:
             settings = self.request("GET", "/api/settings", params={"fields": "batch"})
             batch = settings.get("batch") or {}
             if not batch.get("enabled"):
@@ -475,8 +483,11 @@ class PocketBaseClient:
                     f"the batch API is disabled on {self.url}; run `skopos setup` to enable it",
                     status=403,
                 )
-            self._batch_max_requests = max(1, int(batch.get("maxRequests") or 50))
-        return self._batch_max_requests
+            self._batch_limits = (
+                max(1, int(batch.get("maxRequests") or 50)),
+                max(1.0, float(batch.get("timeout") or 3)),
+            )
+        return self._batch_limits
 
     def batch(self, requests: Sequence[BatchRequest]) -> list[Record]:
         """Run ``requests`` through ``POST /api/batch`` and return each response body.
@@ -521,7 +532,7 @@ class PocketBaseClient:
     ) -> None:
         body = _error_body(response)
         if response.status_code == 403 and "not allowed" in str(body.get("message", "")):
-            self._batch_max_requests = None
+            self._batch_limits = None
             raise PocketBaseBatchDisabled(
                 f"the batch API is disabled on {self.url}; run `skopos setup` to enable it",
                 status=403,
