@@ -1044,6 +1044,42 @@ def test_bad_identify_metadata_rejects_the_message(meta: object, reason: str) ->
     assert result.reason == reason
 
 
+def test_rejection_detail_does_not_leak_message_contents() -> None:
+    secret = "SECRET-" + "x" * 200
+    messages: list[object] = [
+        batch(page_view(), type=secret),
+        exit_message(1, sid=secret),
+        exit_message(1, url="https://example.com/" + secret + "a" * 3000),
+        exit_message(1, url="ftp://" + secret),
+        exit_message(secret),
+        identify(secret * 10),
+        identify("u", meta={"k": secret * 10}),
+        envelope("batch", events=secret),
+        {"_d": secret, "_v": 1},
+        {"_d": obfuscate("{" + secret), "_v": 1},
+        secret * 100,
+    ]
+    for message in messages:
+        for raw in (message, json.dumps(message).encode()):
+            result = decode_collect(raw)
+            assert isinstance(result, CollectRejection)
+            assert secret[:30] not in result.detail, result
+    body = accepted(encode_message(batch(custom_event(secret * 10), outbound(secret)))).body
+    assert isinstance(body, CollectBatch)
+    assert all(secret[:30] not in rejection.detail for rejection in body.dropped)
+
+
+def test_a_mapping_that_raises_becomes_internal_error() -> None:
+    class Exploding(dict[str, Any]):
+        def get(self, key: object, default: object = None) -> Any:
+            raise RuntimeError("boom")
+
+    result = decode_collect(Exploding(exit_message(1)))
+    assert result == CollectRejection("internal_error", "validator failed with RuntimeError")
+    result = decode_collect(Exploding({"_d": "e30=", "_v": 1}))
+    assert result == CollectRejection("internal_error", "decoder failed with RuntimeError")
+
+
 # --- round trips through the test client -----------------------------------------------------
 
 

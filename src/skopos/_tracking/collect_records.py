@@ -122,6 +122,10 @@ class CollectJsError:
 class CollectVisitor:
     """What ``identify`` sets on the ``visitors`` record.
 
+    The 0.54 schema has no ``visitors.email`` field (PocketBase ignores unknown fields
+    silently, so the dashboard's own collector loses it); our own identify keeps such
+    traits in ``metadata``. Which one to write is the writer's choice.
+
     Example::
 
         >>> CollectVisitor("u-42", name="Ada", email=None, phone=None, metadata=None).fields()
