@@ -50,6 +50,14 @@ __all__ = [
     "Rejection",
     "RejectionReason",
     "ValidPayload",
+    "clean_error_message",
+    "clean_language",
+    "clean_referrer",
+    "clean_screen_dimension",
+    "clean_stack_trace",
+    "clean_text",
+    "load_json_object",
+    "parse_http_url",
     "validate_custom_data",
     "validate_event_name",
     "validate_payload",
@@ -221,6 +229,111 @@ def validate_custom_data(data: object) -> dict[str, JsonValue] | Rejection | Non
         'custom_data_bad_value'
     """
     return _guarded(lambda: _custom_data(data))
+
+
+# --- the field rules, one by one, for other message formats (the /collect protocol) ----------
+# Each applies exactly the rule validate_payload applies to the field named; none raises.
+
+
+def load_json_object(raw: object) -> Mapping[object, object] | Rejection:
+    """A body as a JSON object, by the rules ``validate_payload`` applies to raw bodies.
+
+    A mapping is passed through; ``bytes``/``str`` must be at most :data:`MAX_RAW_BYTES`
+    UTF-8 bytes of JSON (a BOM allowed), nested at most :data:`MAX_JSON_DEPTH` levels, with
+    no NaN, Infinity or over-long numbers, and an object at the top.
+
+    Example::
+
+        >>> load_json_object(b'{"a": [1, 2]}')
+        {'a': [1, 2]}
+        >>> load_json_object("[" * 30).reason
+        'json_too_deep'
+    """
+    return _guarded(lambda: _load(raw))
+
+
+def parse_http_url(value: object, field: str = "url") -> tuple[str, str, str] | Rejection:
+    """``(url, host, path)`` of a page URL by the rules ``validate_payload`` applies to ``url``.
+
+    ``field`` names the field in a rejection's detail.
+
+    Example::
+
+        >>> parse_http_url("https://user:pw@Example.com:8080/a/?q=1#/route?x=2")
+        ('https://Example.com:8080/a/?q=1#/route?x=2', 'example.com', '/a/#/route')
+        >>> parse_http_url("javascript:alert(1)").reason
+        'bad_url'
+    """
+    return _guarded(lambda: _parse_http_url(value, field))
+
+
+def clean_referrer(value: object) -> str | None:
+    """A referrer URL (credentials removed), or None when absent or not a valid http(s) URL.
+
+    Example::
+
+        >>> clean_referrer("https://a:b@search.example/?q=x"), clean_referrer("android-app://x")
+        ('https://search.example/?q=x', None)
+    """
+    return _referrer(value)
+
+
+def clean_text(value: str, *, keep_lines: bool) -> str:
+    """``value`` without control, bidi and lone surrogate characters (line breaks kept as
+    ``\\n`` when ``keep_lines``); neither trimmed nor truncated.
+
+    Example::
+
+        >>> clean_text("a\\u202eb\\r\\nc\\x00", keep_lines=True)
+        'ab\\nc'
+    """
+    return _clean_text(value, keep_lines=keep_lines)
+
+
+def clean_screen_dimension(value: object) -> int | None:
+    """A pixel count (int, float or numeric text) rounded and clamped to 0..20,000, or None.
+
+    Example::
+
+        >>> [clean_screen_dimension(value) for value in (1920.4, "-5", True)]
+        [1920, 0, None]
+    """
+    return _screen_dimension(value)
+
+
+def clean_language(value: object) -> str | None:
+    """A language tag (or an Accept-Language-like list) of at most 35 characters, or None.
+
+    Example::
+
+        >>> clean_language(" en-US "), clean_language("<script>")
+        ('en-US', None)
+    """
+    return _language(value)
+
+
+def clean_error_message(value: object) -> str | Rejection:
+    """An error message, cleaned (line breaks kept), trimmed, cut to 1,000 characters.
+
+    Example::
+
+        >>> clean_error_message("  TypeError: x\\x00 is undefined ")
+        'TypeError: x is undefined'
+        >>> clean_error_message(" ").reason
+        'missing_error_message'
+    """
+    return _guarded(lambda: _error_message(value))
+
+
+def clean_stack_trace(value: object) -> str | None:
+    """A stack trace, cleaned (line breaks kept), trimmed, cut to 8,000 characters; or None.
+
+    Example::
+
+        >>> clean_stack_trace("at f (app.js:1:2)\\r\\n"), clean_stack_trace(42)
+        ('at f (app.js:1:2)', None)
+    """
+    return _stack_trace(value)
 
 
 def _guarded(validate: Callable[[], _T]) -> _T | Rejection:
