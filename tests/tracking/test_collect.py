@@ -5,41 +5,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import doctest
 import json
 import math
 import re
 import time
-from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import skopos._tracking.collect
-import skopos._tracking.collect_codec
-import skopos._tracking.collect_message
-import skopos._tracking.collect_records
-from _support.collect_client import (
-    KEY,
-    PAGE_URL,
-    SITE_ID,
-    batch,
-    breadcrumb,
-    custom_event,
-    download,
-    encode_message,
-    envelope,
-    error,
-    errors,
-    exit_message,
-    identify,
-    json_stringify,
-    obfuscate,
-    outbound,
-    page_view,
-)
 from skopos._tracking.collect import (
     COLLECT_REJECTION_REASONS,
     MAX_BATCH_EVENTS,
@@ -69,6 +44,25 @@ from skopos._tracking.collect_records import (
     collect_records,
 )
 from skopos._tracking.payload import MAX_RAW_BYTES, REJECTION_REASONS
+from tests._support.collect_client import (
+    KEY,
+    PAGE_URL,
+    SITE_ID,
+    batch,
+    breadcrumb,
+    custom_event,
+    download,
+    encode_message,
+    envelope,
+    error,
+    errors,
+    exit_message,
+    identify,
+    json_stringify,
+    obfuscate,
+    outbound,
+    page_view,
+)
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -275,20 +269,6 @@ def body_with_d(encoded: object, version: object = 1) -> bytes:
 
 
 # --- documentation ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        skopos._tracking.collect,
-        skopos._tracking.collect_codec,
-        skopos._tracking.collect_message,
-        skopos._tracking.collect_records,
-    ],
-    ids=lambda module: module.__name__.rpartition(".")[2],
-)
-def test_docstring_examples(module: ModuleType) -> None:
-    assert doctest.testmod(module).failed == 0
 
 
 def test_reasons_are_snake_case_and_include_the_payload_reasons() -> None:
