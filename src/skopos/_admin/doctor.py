@@ -289,10 +289,11 @@ class _Doctor:
 
     def realtime_and_clock(self) -> None:
         arrived = threading.Event()
-        probe_id: list[str] = []
+        # Known before the create: the change may arrive before the create's answer does.
+        key = _PROBE_KEY_PREFIX + secrets.token_hex(6)
 
         def on_event(event: RealtimeEvent) -> None:
-            if probe_id and event.record.get("id") == probe_id[0]:
+            if event.action == "create" and event.record.get("key") == key:
                 arrived.set()
 
         subscription = RealtimeSubscription(
@@ -301,11 +302,9 @@ class _Doctor:
         subscription.start()
         try:
             connected = subscription.wait_connected(self.options.timeout)
-            key = _PROBE_KEY_PREFIX + secrets.token_hex(6)
             before = time.time()
             record = self.client.create_record("skopos_config", {"key": key, "value": "probe"})
             after = time.time()
-            probe_id.append(record["id"])
             waited = arrived.wait(self.options.timeout) if connected else False
             delay = time.time() - after
             self.client.delete_record("skopos_config", record["id"])
@@ -525,10 +524,11 @@ class _Doctor:
         self._find_and_delete(token, answer.status_code)
 
     def _probe_page(self, base: str) -> str:
+        # A page of the site's own domain, as production pages are; the app's own address
+        # for a local site (or when no site was given).
         record = self.site_record or {}
         domain = str(record.get("domain") or "").strip().lower()
-        host = urlsplit(base).hostname or ""
-        if domain and not is_localhost(domain) and not is_localhost(host):
+        if domain and not is_localhost(domain):
             return f"https://{domain}/__skopos_doctor"
         return base + "/__skopos_doctor"
 
