@@ -258,6 +258,49 @@ def referrer_label(referrer: object) -> str:
     return host or DIRECT
 
 
+class _Clock:
+    """PocketBase dates to epoch seconds, and epoch seconds to local days, both memoised.
+
+    ``parse_pb_date`` (strptime) would cost more than everything else per event; dates in a
+    period share few days and few quarter hours (every UTC offset is a multiple of 15
+    minutes), so both memos stay as small as the period is long.
+    """
+
+    __slots__ = ("_days", "_midnights", "_tz")
+
+    def __init__(self, tz: dt.tzinfo) -> None:
+        self._tz = tz
+        self._midnights: dict[str, float] = {}
+        self._days: dict[int, dt.date] = {}
+
+    def seconds(self, value: object) -> float:
+        """``2026-01-02 03:04:05.678Z`` as epoch seconds (0.0 if unreadable)."""
+        if not isinstance(value, str):
+            return 0.0
+        midnight = self._midnights.get(value[:10])
+        if midnight is None:
+            midnight = parse_pb_date(value[:10] + " 00:00:00.000Z")
+            if midnight == 0.0 and not value.startswith("1970-01-01"):
+                return parse_pb_date(value)
+            self._midnights[value[:10]] = midnight
+        try:
+            hours, minutes, rest = int(value[11:13]), int(value[14:16]), float(value[17:23])
+        except ValueError:
+            return parse_pb_date(value)
+        if len(value) != 24 or value[-1] != "Z":
+            return parse_pb_date(value)
+        return midnight + hours * 3600 + minutes * 60 + rest
+
+    def day(self, timestamp: float) -> dt.date:
+        """The local date of ``timestamp``."""
+        slot = int(timestamp // 900)
+        found = self._days.get(slot)
+        if found is None:
+            found = dt.datetime.fromtimestamp(slot * 900, self._tz).date()
+            self._days[slot] = found
+        return found
+
+
 def _label(value: object) -> str:
     return value if isinstance(value, str) and value else UNKNOWN
 
@@ -358,6 +401,7 @@ class MetricsAggregator:
         visitors_sorted: bool = False,
     ) -> None:
         self._tz = tz
+        self._clock = _Clock(tz)
         self._start = start
         self._end = end
         self._visitors_sorted = visitors_sorted
@@ -386,7 +430,7 @@ class MetricsAggregator:
         self._day_page_views: Counter[dt.date] = Counter()
 
     def _day(self, timestamp: float) -> dt.date:
-        return dt.datetime.fromtimestamp(timestamp, self._tz).date()
+        return self._clock.day(timestamp)
 
     def _count_visitor(self, visitor: str) -> None:
         if self._visitors_sorted:
@@ -413,7 +457,7 @@ class MetricsAggregator:
 
     def add_event(self, tally: SessionTally, event: Record) -> None:
         """One event of the period of an open session."""
-        at = parse_pb_date(event.get("created", ""))
+        at = self._clock.seconds(event.get("created"))
         tally.add(event, at)
         self._count_event(event, at)
         event_type, name = event.get("type"), event.get("eventName")
@@ -429,8 +473,8 @@ class MetricsAggregator:
         self._count_visitor(str(session.get("visitor") or session.get("id") or ""))
         if session.get("isNewVisitor"):
             self._new += 1
-        created = parse_pb_date(session.get("created", ""))
-        duration = parse_pb_date(session.get("updated", "")) - created
+        created = self._clock.seconds(session.get("created"))
+        duration = self._clock.seconds(session.get("updated")) - created
         if duration > 0:
             self._positive_duration += duration
         self._day_visitors[self._day(created)] += 1
@@ -461,7 +505,7 @@ class MetricsAggregator:
     def add_other_event(self, event: Record) -> None:
         """An event of the period whose session is not one of the period's (it began
         earlier): it counts in page views, nothing else."""
-        self._count_event(event, parse_pb_date(event.get("created", "")))
+        self._count_event(event, self._clock.seconds(event.get("created")))
 
     def add_js_error(self, record: Record) -> None:
         """One ``js_errors`` record created in the period."""
