@@ -162,7 +162,7 @@ def test_demo_without_traffic_prints_the_report_command(tmp_path: Path) -> None:
         check=True,
     )
     command = re.search(
-        r"^  (SKOPOS_POCKETBASE_URL=\S+ .* skopos report --site \w+ .*)$",
+        r"^  (SKOPOS_POCKETBASE_URL=\S+ .*skopos report --site \w+ .*)$",
         result.stdout,
         re.MULTILINE,
     )

@@ -100,7 +100,20 @@ def _report_command(url: str, tracking_id: str) -> str:
         f"SKOPOS_POCKETBASE_URL={url} SKOPOS_ADMIN_EMAIL={DEMO_EMAIL}"
         f" SKOPOS_ADMIN_PASSWORD={shlex.quote(DEMO_PASSWORD)}"
     )
-    return f"{env} skopos report --site {tracking_id} --last 24h"
+    return f"{env} {_skopos_command()} report --site {tracking_id} --last 24h"
+
+
+def _skopos_command() -> str:
+    """How to run ``skopos`` from here: the script beside this Python (``.venv/bin/skopos``
+    from a clone, whose virtualenv is rarely activated), else whatever ``PATH`` finds."""
+    script = Path(sys.executable).parent / "skopos"
+    if not script.is_file():
+        return "skopos"
+    try:
+        relative = script.relative_to(Path.cwd())
+    except ValueError:
+        return str(script)
+    return str(relative)
 
 
 def start_app(

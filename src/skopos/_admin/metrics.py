@@ -85,6 +85,7 @@ DIRECT = "Direct"
 UNKNOWN = "Unknown"
 
 # JavaScript's parseFloat: optional blanks, a sign, then the longest decimal prefix.
+_MAX_DAY_SLOTS = 10_000
 _JS_FLOAT = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
 
 
@@ -261,9 +262,9 @@ def referrer_label(referrer: object) -> str:
 class _Clock:
     """PocketBase dates to epoch seconds, and epoch seconds to local days, both memoised.
 
-    ``parse_pb_date`` (strptime) would cost more than everything else per event; dates in a
-    period share few days and few quarter hours (every UTC offset is a multiple of 15
-    minutes), so both memos stay as small as the period is long.
+    ``parse_pb_date`` (strptime) would cost more than everything else per event. Dates are
+    memoised by day (a period has few), local days by quarter hour (every UTC offset is a
+    multiple of 15 minutes), at most ``_MAX_DAY_SLOTS`` of them (104 days' worth).
     """
 
     __slots__ = ("_days", "_midnights", "_tz")
@@ -296,6 +297,8 @@ class _Clock:
         slot = int(timestamp // 900)
         found = self._days.get(slot)
         if found is None:
+            if len(self._days) >= _MAX_DAY_SLOTS:
+                self._days.clear()  # a long period: start over rather than grow
             found = dt.datetime.fromtimestamp(slot * 900, self._tz).date()
             self._days[slot] = found
         return found
