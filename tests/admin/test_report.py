@@ -153,7 +153,7 @@ def test_report_json_equals_the_traffic_that_was_sent(
     # Durations are PocketBase's updated - created: the span of each session's requests,
     # give or take the SDK's write latency.
     spans = [sum(r.pause for r in s) for v in plan.visitors if v.human for s in v.sessions]
-    assert data["avg_session_duration"] == pytest.approx(sum(spans) / len(spans), abs=0.5)
+    assert data["avg_session_duration"] == pytest.approx(sum(spans) / len(spans), abs=1.0)
     browsers = as_dict(data["browsers"])
     assert sum(browsers.values()) == expected.sessions
     assert "Googlebot" not in json.dumps(data)

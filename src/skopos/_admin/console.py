@@ -57,7 +57,12 @@ def progress_bar(description: str, *, unit: str = "") -> Iterator[ProgressCallba
 
 
 def print_checks(checks: list[Check], console: Console) -> None:
-    """``skopos doctor``'s verdicts as a table, then one line saying what it adds up to."""
+    """``skopos doctor``'s verdicts as a table, then one line saying what it adds up to.
+
+    Example::
+
+        print_checks(run_doctor(options), Console())
+    """
     table = Table(box=box.SIMPLE_HEAD, show_lines=False, expand=True)
     table.add_column("check", style="bold", no_wrap=True)
     table.add_column("status", no_wrap=True)

@@ -44,7 +44,13 @@ TRAFFIC_SESSION_TIMEOUT = 3.0
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """The ``skopos demo`` command (``args`` from the CLI's parser)."""
+    """The ``skopos demo`` command (``args`` from the CLI's parser); returns the exit code.
+
+    Example::
+
+        run_demo(argparse.Namespace(dir=".skopos-demo", port=0, app="examples/fastapi_app/app.py",
+                                    app_port=0, once=True, traffic=50, seed=1))
+    """
     if args.traffic is not None and args.traffic < 1:
         raise ConfigurationError("--traffic must be 1 or more visitors")
     script = args.app
@@ -124,7 +130,12 @@ def start_app(
     *,
     simulated_traffic: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Run an example app against the demo PocketBase; wait until it answers."""
+    """Run an example app against the demo PocketBase; wait until it answers.
+
+    Example::
+
+        app, url = start_app("examples/fastapi_app/app.py", 8000, pb_url, tracking_id)
+    """
     env = {
         **os.environ,
         "SKOPOS_POCKETBASE_URL": pocketbase_url,

@@ -95,7 +95,11 @@ class Check:
 
 @dataclass(frozen=True)
 class DoctorOptions:
-    """What to check: a PocketBase and its superuser, optionally a site and a running app."""
+    """What to check: a PocketBase and its superuser, optionally a site and a running app.
+
+    >>> DoctorOptions("http://127.0.0.1:8090", "a@b.test", "secret", site="k3x9").timeout
+    15.0
+    """
 
     url: str
     email: str
@@ -616,5 +620,12 @@ def run_doctor(
     options: DoctorOptions, *, on_check: Callable[[Check], None] | None = None
 ) -> list[Check]:
     """Run every check in order; ``on_check`` sees each as it completes. Never raises for
-    what it finds: a failure is a ``problem`` check."""
+    what it finds: a failure is a ``problem`` check.
+
+    Example::
+
+        for check in run_doctor(options, on_check=lambda c: print(c.name, c.status)):
+            if check.status == "problem":
+                print("fix:", check.fix)
+    """
     return _Doctor(options, on_check or (lambda check: None)).run()

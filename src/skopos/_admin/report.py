@@ -60,7 +60,12 @@ _UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedel
 
 
 def local_timezone() -> dt.tzinfo:
-    """This machine's time zone: ``$TZ`` when it names one, else the system's offset now."""
+    """This machine's time zone: ``$TZ`` when it names one, else the system's offset now.
+
+    Example::
+
+        Period.last("7d", local_timezone())
+    """
     name = os.environ.get("TZ", "").lstrip(":")
     if name:
         try:
@@ -144,7 +149,11 @@ def _parse_day(text: str, option: str) -> dt.date:
 
 @dataclass(frozen=True)
 class SiteInfo:
-    """The website a report is about."""
+    """The website a report is about.
+
+    >>> SiteInfo("rec1", "Blog", "blog.example", "k3x9").tracking_id
+    'k3x9'
+    """
 
     id: str
     name: str
@@ -154,7 +163,12 @@ class SiteInfo:
 
 
 def find_site(client: PocketBaseClient, tracking_id: str) -> SiteInfo:
-    """The website with this tracking id; ConfigurationError naming it when there is none."""
+    """The website with this tracking id; ConfigurationError naming it when there is none.
+
+    Example::
+
+        site = find_site(client, "k3x9q2...")  # SiteInfo(id=..., name=..., domain=...)
+    """
     record = client.first_record("websites", pb_filter("trackingId = {:t}", t=tracking_id))
     if record is None:
         raise ConfigurationError(
@@ -171,7 +185,13 @@ def find_site(client: PocketBaseClient, tracking_id: str) -> SiteInfo:
 
 @dataclass(frozen=True)
 class Report:
-    """A site's numbers for a period; ``to_json`` is the stable ``--json`` interface."""
+    """A site's numbers for a period; ``to_json`` is the stable ``--json`` interface.
+
+    Example::
+
+        report = read_report(client, site, Period.last("24h"))
+        json.dumps(report.to_json(limit=10))
+    """
 
     site: SiteInfo
     period: Period
@@ -203,6 +223,11 @@ def read_report(
     """Stream the period's records through ``MetricsAggregator`` (see the module docs).
 
     ``progress(done, total)`` is called as sessions are read.
+
+    Example::
+
+        report = read_report(client, find_site(client, "k3x9"), Period.last("30d"))
+        report.metrics.page_views
     """
     generated_at = dt.datetime.now(period.tz)
     aggregator = MetricsAggregator(

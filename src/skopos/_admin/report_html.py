@@ -222,7 +222,12 @@ def _cards(metrics: Metrics) -> str:
 
 
 def render_html(report: Report, *, limit: int | None = 10) -> str:
-    """The whole page for ``report``, as one string of HTML."""
+    """The whole page for ``report``, as one string of HTML.
+
+    Example::
+
+        Path("week.html").write_text(render_html(report, limit=20), encoding="utf-8")
+    """
     metrics, period, site = report.metrics, report.period, report.site
     title = f"Skopos report: {site.name or site.domain or site.tracking_id}"
     span = f"{period.start:%Y-%m-%d %H:%M} → {period.end:%Y-%m-%d %H:%M} {period.timezone_name}"

@@ -147,7 +147,12 @@ def _breakdown(title: str, rows: list[Count], whole: int, limit: int | None) -> 
 
 
 def render_report(report: Report, console: Console, *, limit: int | None = 10) -> None:
-    """Print ``report`` for people: cards, the daily chart, then every breakdown."""
+    """Print ``report`` for people: cards, the daily chart, then every breakdown.
+
+    Example::
+
+        render_report(read_report(client, site, Period.last("7d")), Console(), limit=5)
+    """
     metrics = report.metrics
     period = report.period
     site = report.site

@@ -406,7 +406,13 @@ def send_traffic(
 ) -> TrafficResult:
     """Send every visitor's requests to ``app_url``'s ``POST /api/event``, ``concurrency``
     visitors at a time; ``progress(requests_done)`` after each request. Never raises for
-    an HTTP failure: they are counted in ``failed`` (the first few kept in ``errors``)."""
+    an HTTP failure: they are counted in ``failed`` (the first few kept in ``errors``).
+
+    Example::
+
+        result = send_traffic(plan_traffic(50, page_url=url), url, concurrency=8)
+        print(result.sent, result.failed, f"{result.seconds:.1f} s")
+    """
     endpoint = app_url.rstrip("/") + "/api/event"
     lock = threading.Lock()
     state = {"sent": 0, "failed": 0}
