@@ -91,6 +91,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print("see the numbers:")
         print(f"  {_report_command(server.url, site.tracking_id)}")
         if args.once:
+            print("(--once: PocketBase stops now; its data stays in the demo directory)")
             return 0
         print("Press Ctrl-C to stop.")
         _wait_for_signal(app)
