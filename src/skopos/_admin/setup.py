@@ -27,6 +27,7 @@ __all__ = [
     "apply_schema",
     "ensure_batch_api",
     "ensure_website",
+    "list_collections",
     "run_setup",
 ]
 
@@ -77,6 +78,17 @@ class SetupReport:
             out.append("schema and settings already up to date")
         return out
 
+    def summary(self) -> list[str]:
+        """``lines()`` and, when there is one, the website with its tracking id."""
+        out = self.lines()
+        site = self.website
+        if site is not None:
+            state = "created" if site.created else "exists"
+            out.append(
+                f"website {site.name!r} ({site.domain}) {state}; tracking id: {site.tracking_id}"
+            )
+        return out
+
 
 def apply_schema(client: PocketBaseClient) -> tuple[list[str], dict[str, list[str]]]:
     """Import missing Skopos collections, fields and indexes; return what changed.
@@ -84,7 +96,7 @@ def apply_schema(client: PocketBaseClient) -> tuple[list[str], dict[str, list[st
     Raises ``ConfigurationError`` (and changes nothing) when an existing
     collection conflicts with what Skopos writes.
     """
-    existing = list(_all_collections(client))
+    existing = list(list_collections(client))
     plan = plan_schema(load_schema(), existing)
     if plan.conflicts:
         raise ConfigurationError(
@@ -100,7 +112,8 @@ def apply_schema(client: PocketBaseClient) -> tuple[list[str], dict[str, list[st
     return plan.created, plan.added
 
 
-def _all_collections(client: PocketBaseClient) -> list[dict[str, Any]]:
+def list_collections(client: PocketBaseClient) -> list[dict[str, Any]]:
+    """Every collection definition on the server (``GET /api/collections``, all pages)."""
     collections: list[dict[str, Any]] = []
     page = 1
     while True:
