@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from chromium import CHROMIUM, CHROMIUM_ARGS, playwright_driver
 from skopos import SkoposSDK
 from skopos._admin.cli import main as skopos
 from skopos._admin.metrics import dashboard_metrics
@@ -30,6 +29,7 @@ from skopos._admin.traffic import TrafficPlan, VisitorPlan, plan_traffic
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._pocketbase.dates import parse_pb_date
 from skopos._pocketbase.filter import pb_filter
+from tests._support.chromium import CHROMIUM, CHROMIUM_ARGS, playwright_driver
 
 pytestmark = pytest.mark.pocketbase
 
