@@ -301,6 +301,54 @@ class LocalPocketBase:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def sdk_requests(pb: LocalPocketBase, since: float, until: float) -> dict[str, Any]:
+    """PocketBase requests made by the SDK (its User-Agent) in a time window, from /api/logs,
+    counted and timed (PocketBase's ``execTime``) by kind."""
+    from skopos._pocketbase.dates import pb_date
+
+    query = (  # the benchmark's own client has the same User-Agent: leave out what it reads
+        f"created >= '{pb_date(since)}' && created <= '{pb_date(until)}'"
+        " && data.userAgent ~ 'skopos-python' && data.url !~ '/api/logs'"
+        " && data.url !~ '/api/collections/events/records'"
+    )
+    items: list[dict[str, Any]] = []
+    previous = -1
+    time.sleep(2.0)  # PocketBase writes its request log asynchronously, a little later
+    for _ in range(15):
+        items = _logs(pb, query)
+        if len(items) == previous and items:
+            break
+        previous = len(items)
+        time.sleep(1.0)
+    counts: dict[str, Any] = {"all": len(items), "batch": 0, "visitors": 0, "sessions": 0}
+    exec_ms: dict[str, float] = {"batch": 0.0, "visitors": 0.0, "sessions": 0.0, "other": 0.0}
+    for item in items:
+        url = str(item.get("data", {}).get("url", ""))
+        kind = "other"
+        if url.startswith("/api/batch"):
+            kind = "batch"
+        elif url.startswith("/api/collections/visitors/records"):
+            kind = "visitors"
+        elif url.startswith("/api/collections/sessions/records"):
+            kind = "sessions"
+        if kind != "other":
+            counts[kind] += 1
+        exec_ms[kind] += float(item.get("data", {}).get("execTime", 0.0))
+    counts["exec_ms"] = exec_ms
+    return counts
+
+
+def _logs(pb: LocalPocketBase, query: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for page in range(1, 50):
+        params: dict[str, str | int] = {"perPage": 500, "page": page, "filter": query}
+        data = pb.client.request("GET", "/api/logs", params=params)
+        items += data["items"]
+        if len(data["items"]) < 500:
+            break
+    return items
+
+
 # -- a no-op PocketBase ------------------------------------------------------------------------
 
 NOOP_TRACKING_ID = "benchtrackingid1"

@@ -4,7 +4,10 @@ Two traffic mixes, each event a realistic sendBeacon body on a realistic WSGI en
 
 - ``warm``: few visitors, many events. 20 visitors (caches warm, sessions open) send 10,000
   events (page views and custom events) → per event one ``events`` create, plus one session
-  ``exitPath`` touch per visitor per write.
+  touch (``exitPath``, ``lastActivity``) per visitor per write.
+- ``warm200``: 200 warm visitors send 20,000 events, with ``batch=True`` at a 0.5 s
+  interval and 500 calls a batch (for ``batch=True``; ``batch=False`` as usual): the mix
+  where each batch touches up to 200 sessions.
 - ``new``: every visitor new, 5 events each (4 page views, 1 custom), 100 visitors active at a
   time → per visitor one ``visitors`` + one ``sessions`` + 5 ``events`` creates.
 
@@ -30,7 +33,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,7 @@ from _common import (
 
 from skopos import SkoposSDK
 from skopos._pocketbase.client import BatchRequest
+from skopos._pocketbase.dates import pb_date
 from skopos._tracking.identity import derive_record_id, random_record_id
 
 TARGET_RATIO = 0.8
@@ -67,6 +71,16 @@ class Mix:
     visitors: int
     events_per_visitor: int
     active: int  # visitors interleaved at a time
+    batch_options: dict[str, Any] = field(default_factory=dict)  # with batch=True
+
+    @property
+    def warm(self) -> bool:
+        return self.name.startswith("warm")
+
+    @property
+    def events_per_write(self) -> int:
+        """Events per transaction of the reference: as many as the SDK's batches hold."""
+        return int(self.batch_options.get("max_batch_size", CHUNK - self.visitors))
 
     @property
     def events(self) -> int:
@@ -136,20 +150,21 @@ def reference_chunks(mix: Mix, site: str) -> tuple[list[list[BatchRequest]], lis
     """(timed transactions, untimed setup) with the same records the SDK writes."""
     setup: list[BatchRequest] = []
     chunks: list[list[BatchRequest]] = []
-    if mix.name == "warm":
+    if mix.warm:
         sessions = []
         for _ in range(mix.visitors):
             _, sid, requests = _visitor_records(site, uuid.uuid4().hex)
             setup.extend(requests)
             sessions.append(sid)
         events = [(sessions[i % len(sessions)], i) for i in range(mix.events)]
-        per_chunk = CHUNK - len(sessions)  # each write also touches every live session
+        per_chunk = mix.events_per_write  # and each write touches every live session
+        touch = {"exitPath": "/about", "lastActivity": pb_date(time.time())}
         for start in range(0, len(events), per_chunk):
             chunk = [
                 BatchRequest.create("events", _event(s, i))
                 for s, i in events[start : start + per_chunk]
             ]
-            chunk += [BatchRequest.update("sessions", s, {"exitPath": "/about"}) for s in sessions]
+            chunk += [BatchRequest.update("sessions", s, touch) for s in sessions]
             chunks.append(chunk)
         return chunks, setup
     chunk = []
@@ -217,10 +232,11 @@ def run_sdk(
         admin_password=ADMIN_PASSWORD,
         batch=batch,
         realtime=False,
+        **(mix.batch_options if batch else {}),
     )
     salt = hash(label) % 1_000_000 * 1000
     try:
-        if mix.name == "warm":  # open every session first: the caches are warm
+        if mix.warm:  # open every session first: the caches are warm
             for visitor in range(mix.visitors):
                 env = environ(client_ip(salt + visitor), user_agent(visitor % 400))
                 sdk.track_api_event(env, as_beacon(page_payload("/", domain)))
@@ -261,10 +277,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="profile the worker (new mix)")
-    parser.add_argument("--mix", choices=("warm", "new", "both"), default="both")
+    parser.add_argument("--mix", choices=("warm", "warm200", "new", "all"), default="all")
     args = parser.parse_args()
-    mixes = [Mix("warm", 20, 500, 20), Mix("new", 1500, 5, 100)]
-    if args.mix != "both":
+    mixes = [
+        Mix("warm", 20, 500, 20),
+        Mix("warm200", 200, 100, 200, {"batch_interval": 0.5, "max_batch_size": 500}),
+        Mix("new", 1500, 5, 100),
+    ]
+    if args.mix != "all":
         mixes = [m for m in mixes if m.name == args.mix]
     print(f"ingest: {machine_line()}")
     failures = 0

@@ -45,6 +45,8 @@ class SkoposOptions:
     spool_dir: str | None = None
     spool_max_bytes: int = 256 << 20
     worker_process: bool = False
+    country_lookup: bool = True
+    geoip_database: str | None = None
     strict: bool = False
 
 

@@ -7,9 +7,9 @@ import pytest
 from skopos._delivery.schedule import (
     IDLE_WAKEUP,
     LINGER,
-    QUIET,
     Policy,
     Situation,
+    Writes,
     is_idle,
     plan_take,
     plan_writes,
@@ -48,19 +48,12 @@ def test_a_full_batch_waiting_for_a_busy_writer_does_not_spin(policy: Policy) ->
     assert not plan_writes(policy, s).activities
 
 
-def test_a_deferred_touch_behind_a_held_batch_does_not_spin() -> None:
-    # batch=True holds one activity for its interval; a touch's quiet deadline has passed.
-    s = Situation(
-        now=NOW,
-        activities=1,
-        oldest_activity=NOW - 1.0,
-        last_call=NOW - 2 * QUIET,
-        deferred_touches=True,
-    )
+def test_a_batch_held_for_its_interval_sleeps_until_due() -> None:
+    s = Situation(now=NOW, activities=1, oldest_activity=NOW - 9.5, last_call=NOW - 1.0)
     take = plan_take(BATCHED, s)
-    assert take.timeout == IDLE_WAKEUP  # the batch is due in 9 s: sleep, do not spin
+    assert take.timeout == pytest.approx(0.5)  # until the batch is due, not 0
     assert take.wake_at == BATCHED.max_batch_size - 1
-    assert plan_writes(BATCHED, s).touches == "due"
+    assert not plan_writes(BATCHED, s).activities
 
 
 def test_a_due_batch_and_a_ready_writer_mean_no_wait_and_a_write() -> None:
@@ -78,15 +71,10 @@ def test_batch_mode_holds_until_the_interval_or_a_full_batch() -> None:
 
 
 def test_a_flush_takes_at_once_and_writes_everything() -> None:
-    s = Situation(now=NOW, flushing=True, activities=1, oldest_activity=NOW, deferred_touches=True)
+    s = Situation(now=NOW, flushing=True, activities=1, oldest_activity=NOW, error_occurrences=2)
     take = plan_take(BATCHED, s)
     assert (take.timeout, take.wake_at) == (0.0, 1)
-    writes = plan_writes(BATCHED, s)
-    assert writes.activities
-    assert writes.touches == "none"  # the writer is busy with the activities this round
-    nothing_held = Situation(now=NOW, flushing=True, deferred_touches=True, error_occurrences=2)
-    writes = plan_writes(BATCHED, nothing_held)
-    assert (writes.touches, writes.errors) == ("all", True)
+    assert plan_writes(BATCHED, s) == Writes(activities=True, errors=True)
 
 
 def test_held_calls_and_a_spool_backlog_are_work_to_do_now() -> None:
@@ -121,16 +109,6 @@ def test_js_errors_wait_for_their_interval_unless_flushing_or_full() -> None:
     assert plan_writes(IMMEDIATE, full).errors
 
 
-def test_deferred_touches_all_go_once_the_site_is_quiet() -> None:
-    busy = Situation(now=NOW, deferred_touches=True, last_call=NOW - QUIET / 2)
-    assert plan_writes(IMMEDIATE, busy).touches == "due"
-    assert seconds_until_due(IMMEDIATE, busy) == pytest.approx(QUIET / 2)
-    quiet = Situation(now=NOW, deferred_touches=True, last_call=NOW - QUIET)
-    assert plan_writes(IMMEDIATE, quiet).touches == "all"
-    writer_busy = Situation(now=NOW, deferred_touches=True, writer_ready=False)
-    assert plan_writes(IMMEDIATE, writer_busy).touches == "none"
-
-
 @pytest.mark.parametrize(
     "busy",
     [
@@ -138,7 +116,6 @@ def test_deferred_touches_all_go_once_the_site_is_quiet() -> None:
         {"activities": 1},
         {"error_occurrences": 1},
         {"spool_backlog": 1},
-        {"deferred_touches": True},
     ],
 )
 def test_idle_means_nothing_anywhere(busy: dict[str, object]) -> None:

@@ -1,4 +1,5 @@
-"""Sessions: when a continuing one is touched (pure logic), then against a real PocketBase:
+"""Sessions: which session an activity belongs to and what each batch writes (pure logic),
+then against a real PocketBase:
 continued across restarts and processes, and the bulk lookups with more ids than one OR-filter
 holds (every chunk's filter must be one the server accepts; ``pocketbase/test_filter.py``
 measures the limit).
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import pytest
 
 from skopos import SkoposSDK
-from skopos._admin.setup import Website
+from skopos._admin.setup import Website, ensure_website
+from skopos._delivery.sessions import Sessionizer, session_id
 from skopos._pocketbase.client import PocketBaseClient
+from skopos._pocketbase.dates import pb_date
 from skopos._pocketbase.filter import pb_filter
 from skopos._tracking.activity import Activity
 from skopos._tracking.ip_rules import IpBlacklist
@@ -29,35 +33,90 @@ from tests._support.tracking_helpers import (
     site_sessions,
 )
 
+RULES = SiteRules("site", "t", None, False, False, False, IpBlacklist(None))
+START = 1_700_000_000.0
 
-def test_continuing_sessions_are_touched_at_most_every_touch_interval() -> None:
-    from skopos._delivery.sessions import Sessionizer
 
-    rules = SiteRules("site", "t", None, False, False, False, IpBlacklist(None))
-    sessions = Sessionizer(None, session_timeout=1800)  # type: ignore[arg-type]
-    assert sessions.touch_interval == 30.0
-    start = 1_700_000_000.0
+def view(path: str, at: float, visitor: str = "vrec") -> Activity:
+    return Activity("pageView", RULES, "v", visitor, at, path=path)
 
-    def view(path: str, at: float) -> Activity:
-        return Activity("pageView", rules, "v", "vrec", at, path=path)
 
-    def session_writes(at: float, path: str) -> list[str]:
-        writes = sessions.assign([view(path, at)])
-        return [w.request.method for w in writes if w.collection == "sessions"]
+def new_sessionizer(timeout: float = 1800.0) -> Sessionizer:
+    return Sessionizer(None, session_timeout=timeout)  # type: ignore[arg-type]
 
-    assert session_writes(start, "/a") == ["POST"]  # a new session: created at once
-    assert session_writes(start + 1, "/b") == []  # continuing: deferred
-    assert session_writes(start + 2, "/c") == []
-    assert sessions.has_deferred
-    assert sessions.deferred_touches(start + 3) == []  # not due yet
-    (touch,) = sessions.deferred_touches(start + 3, everything=True)  # flush: all of them
-    assert touch.request.method == "PATCH"
-    assert touch.request.body == {"exitPath": "/c"}
-    assert not sessions.has_deferred
-    assert session_writes(start + 40, "/d") == ["PATCH"]  # lagging by 30 s: touched at once
-    assert session_writes(start + 41, "/e") == []
-    (due,) = sessions.deferred_touches(start + 71)  # due by time
-    assert due.request.body == {"exitPath": "/e"}
+
+def session_writes(sessions: Sessionizer, *activities: Activity) -> list[tuple[str, object]]:
+    writes = sessions.assign(list(activities))
+    return [(w.request.method, w.request.body) for w in writes if w.collection == "sessions"]
+
+
+def test_a_continuing_session_is_touched_in_the_batch_of_its_events_after_them() -> None:
+    sessions = new_sessionizer()
+    [(method, body)] = session_writes(sessions, view("/a", START), view("/b", START + 1))
+    assert method == "POST"  # one create, with the batch's last page and activity
+    assert isinstance(body, dict)
+    assert (body["entryPath"], body["exitPath"]) == ("/a", "/b")
+    assert (body["firstActivity"], body["lastActivity"]) == (pb_date(START), pb_date(START + 1))
+    writes = sessions.assign([view("/c", START + 60), view("/d", START + 61)])
+    assert [w.collection for w in writes] == ["events", "events", "sessions"]  # touch last
+    assert writes[-1].request.method == "PATCH"
+    assert writes[-1].request.body == {"exitPath": "/d", "lastActivity": pb_date(START + 61)}
+
+
+def test_a_session_id_depends_on_the_visitor_and_the_window_it_starts_in() -> None:
+    assert session_id("v", START, 1800) == session_id("v", START + 1, 1800)
+    assert session_id("v", START, 1800) != session_id("w", START, 1800)
+    # Two sessions of one visitor start more than a timeout apart: never the same window.
+    for gap in (1800.001, 1801, 5000):
+        assert session_id("v", START, 1800) != session_id("v", START + gap, 1800)
+
+
+def test_after_the_timeout_a_new_session_opens_and_the_old_one_is_left_alone() -> None:
+    sessions = new_sessionizer(timeout=30)
+    sessions.assign([view("/a", START)])
+    writes = session_writes(sessions, view("/b", START + 31))
+    assert [method for method, _ in writes] == ["POST"]
+
+
+def test_a_late_activity_joins_its_session_without_moving_its_end() -> None:
+    sessions = new_sessionizer(timeout=30)
+    sessions.assign([view("/a", START), view("/b", START + 20)])
+    late = view("/late", START + 10)
+    assert session_writes(sessions, late) == []  # no touch: updated must not move
+    assert late.session_id == session_id("vrec", START, 30)
+    older = view("/older", START - 100)  # long before that session: a session of its own
+    assert [method for method, _ in session_writes(sessions, older)] == ["POST"]
+    assert older.session_id == session_id("vrec", START - 100, 30)
+
+
+def test_a_looked_up_session_is_joined_when_it_holds_the_activity() -> None:
+    class Client:
+        def list_records(self, *args: object, **kwargs: object) -> object:
+            return SimpleNamespace(items=[{"id": "vrec"}])
+
+        def request(self, method: str, path: str) -> dict[str, object]:
+            fields = [{"name": "firstActivity"}, {"name": "lastActivity"}]
+            return {"name": "sessions", "fields": fields}
+
+        def iter_records(self, *args: object, **kwargs: object) -> list[dict[str, str]]:
+            return [
+                {
+                    "id": "othersession001",
+                    "visitor": "vrec",
+                    "firstActivity": pb_date(START),
+                    "lastActivity": pb_date(START + 50),
+                    "exitPath": "/x",
+                }
+            ]
+
+    sessions = Sessionizer(Client(), session_timeout=30)  # type: ignore[arg-type]
+    activity = view("/y", START + 60)
+    sessions.resolve([activity])
+    writes = session_writes(sessions, activity)
+    assert activity.session_id == "othersession001"  # another process's session, still live
+    assert writes == [
+        ("PATCH", {"exitPath": "/y", "lastActivity": pb_date(START + 60)}),
+    ]
 
 
 # -- against a real PocketBase ----------------------------------------------------------------
@@ -205,3 +264,38 @@ def test_a_batch_of_many_new_then_returning_visitors(
 
 def records_of(pb: PocketBaseClient, collection: str, website_id: str) -> list[object]:
     return list(pb.iter_records(collection, filter=pb_filter("website = {:w}", w=website_id)))
+
+
+@pytest.mark.pocketbase
+def test_a_schema_without_the_activity_fields_still_sessionizes(
+    pocketbase_factory: Callable[..., PocketBaseServer],
+) -> None:
+    # A PocketBase set up before these fields existed: the SDK says to run `skopos setup`
+    # and judges sessions by write times meanwhile, instead of failing every lookup.
+    server = pocketbase_factory()
+    with server.client() as client:
+        collection = client.request("GET", "/api/collections/sessions")
+        kept = [
+            f for f in collection["fields"] if f["name"] not in ("firstActivity", "lastActivity")
+        ]
+        indexes = [i for i in collection["indexes"] if "lastActivity" not in i]
+        client.request(
+            "PATCH", "/api/collections/sessions", json_body={"fields": kept, "indexes": indexes}
+        )
+        site = ensure_website(client, "old schema", "old-schema.example.test")
+        sdk = start_sdk(server, site, session_timeout=1.0)
+        try:
+            request = environ("198.51.100.50")
+            sdk.track_api_event(request, page_view(site.domain, "/one"))
+            assert sdk.flush(timeout=10)
+            time.sleep(1.5)
+            sdk.track_api_event(request, page_view(site.domain, "/two"))
+            sdk.track_api_event(request, page_view(site.domain, "/three"))
+            assert sdk.flush(timeout=10)
+        finally:
+            sdk.shutdown(timeout=10)
+        sessions = site_sessions(client, site.id)
+    assert sorted((s["entryPath"], s["exitPath"]) for s in sessions) == [
+        ("/one", "/one"),
+        ("/two", "/three"),
+    ]

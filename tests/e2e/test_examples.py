@@ -8,13 +8,13 @@ One visit of the shared demo page (``examples/shared``), the same in every examp
 and then exactly what must be in PocketBase for the example's website. From skopos.js's rules:
 
 - a pageView for each of /, /spa/step-2 and /about;
-- an ``engagement`` event for each of those three page views, with the page's path: the one of
+- an ``exit`` event for each of those three page views, with the page's path: the one of
   / when pushState starts the next page view, the one of /spa/step-2 and of /about on pagehide
   when the browser leaves them (sendBeacon delivers it after the page is gone). Each page view
-  ends exactly once here and is never shown again, so the count is deterministic; only ``ms``
-  is not, and is checked for type;
-- ``cta-click`` {plan: pro} on /spa/step-2 (``data-skopos-event`` markup) and ``outbound-link``
-  {url} on /about; the click on #about is a same-host link and sends nothing;
+  ends exactly once here and is never shown again, so the count is deterministic; only
+  ``duration`` is not, and is checked for type;
+- ``cta-click`` {plan: pro} on /spa/step-2 (``data-skopos-event`` markup) and an ``outbound``
+  click {url} on /about; the click on #about is a same-host link and sends nothing;
 - one JS error group, count 1 (the app runs with ``SKOPOS_JS_ERROR_BATCH_INTERVAL=1``);
 - everything from one visitor in one session that entered on / and left on /about (only page
   views move ``exitPath``).
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from skopos._pocketbase.client import PocketBaseClient
+from skopos._pocketbase.dates import parse_pb_date
 from tests._support.example_apps import RecordingBrowser, RunningExample, example_params
 from tests._support.tracking_helpers import records, site_events, site_sessions
 
@@ -93,13 +94,13 @@ def wait_for_records(pb: PocketBaseClient, website_id: str) -> dict[str, list[di
 
 def event_key(event: dict[str, Any]) -> tuple[str, str, str, str]:
     data = event["eventData"]
-    if event["eventName"] == "engagement":
-        # The visible time varies; it must be a whole number of milliseconds.
+    if event["eventName"] == "exit":
+        # The visible time varies; it must be a whole number of seconds.
         assert isinstance(data, dict), event
-        assert set(data) == {"ms"}, event
-        assert isinstance(data["ms"], int), event
-        assert data["ms"] >= 0, event
-        data = {"ms": "<int>"}
+        assert set(data) == {"duration"}, event
+        assert isinstance(data["duration"], int), event
+        assert data["duration"] >= 0, event
+        data = {"duration": "<int>"}
     return event["type"], event["path"], event["eventName"], json.dumps(data, sort_keys=True)
 
 
@@ -115,7 +116,7 @@ def test_a_visit_lands_exactly(
     finally:
         chromium.close()
 
-    # What reached the server: 3 page views, 3 engagements, cta-click, outbound-link, the error.
+    # What reached the server: 3 page views, 3 exits, cta-click, the outbound click, the error.
     sent = chromium.sent(example.origin, "POST /api/event ")
     assert len(sent) == 9, sent
     for headers in sent:
@@ -145,10 +146,10 @@ def test_a_visit_lands_exactly(
             ("pageView", "/spa/step-2", "", "null"),
             ("pageView", "/about", "", "null"),
             ("custom", "/spa/step-2", "cta-click", json.dumps({"plan": "pro"})),
-            ("custom", "/about", "outbound-link", json.dumps(outbound)),
-            ("custom", "/", "engagement", json.dumps({"ms": "<int>"})),
-            ("custom", "/spa/step-2", "engagement", json.dumps({"ms": "<int>"})),
-            ("custom", "/about", "engagement", json.dumps({"ms": "<int>"})),
+            ("click", "/about", "outbound", json.dumps(outbound)),
+            ("custom", "/", "exit", json.dumps({"duration": "<int>"})),
+            ("custom", "/spa/step-2", "exit", json.dumps({"duration": "<int>"})),
+            ("custom", "/about", "exit", json.dumps({"duration": "<int>"})),
         ]
     )
     assert Counter(event_key(e) for e in found["events"]) == expected, context_info
@@ -162,3 +163,34 @@ def test_a_visit_lands_exactly(
         session["id"],
         f"{example.origin}/spa/step-2",
     )
+
+
+@pytest.mark.parametrize("example", ["fastapi_app"], indirect=True)
+def test_a_single_page_visit_is_one_page_view_and_its_exit(
+    example: RunningExample, chromium: RecordingBrowser, pb: PocketBaseClient
+) -> None:
+    # Open a page, stay 3 s, close the tab: the dashboard must see a bounce of 3 s.
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.goto(example.origin + "/about")
+        page.wait_for_function("() => !!(window.skopos && window.skopos.loaded)")
+        page.wait_for_timeout(3000)
+        page.close(run_before_unload=True)
+        deadline = time.monotonic() + WAIT_FOR_RECORDS
+        found = snapshot(pb, example.website.id)
+        while len(found["events"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.25)
+            found = snapshot(pb, example.website.id)
+        time.sleep(SETTLE)
+        found = snapshot(pb, example.website.id)
+    finally:
+        chromium.close()
+    context_info = f"\nrecords: {json.dumps(found, indent=1)}\nserver log:\n{example.log_tail()}"
+    [session] = found["sessions"]
+    kinds = sorted((e["type"], e["eventName"]) for e in found["events"])
+    assert kinds == [("custom", "exit"), ("pageView", "")], context_info
+    [exit_event] = [e for e in found["events"] if e["eventName"] == "exit"]
+    assert exit_event["eventData"]["duration"] == 3, context_info
+    duration = parse_pb_date(session["updated"]) - parse_pb_date(session["created"])
+    assert 2.5 <= duration <= 3.6, context_info

@@ -338,8 +338,14 @@ def test_validation_on_a_small_stack_thread() -> None:
 # --- type ------------------------------------------------------------------------------------
 
 
+def test_click_events_carry_a_name_and_data_like_custom_events() -> None:
+    payload = valid({"type": "click", "url": URL, "name": "outbound", "customData": {"url": URL}})
+    assert (payload.type, payload.name, payload.custom_data) == ("click", "outbound", {"url": URL})
+    rejected({"type": "click", "url": URL}, "missing_name")
+
+
 @pytest.mark.parametrize(
-    "event_type", [None, "", "pageview", "PageView", "click", "custom ", 1, True, ["pageView"]]
+    "event_type", [None, "", "pageview", "PageView", "Click", "custom ", 1, True, ["pageView"]]
 )
 def test_bad_type(event_type: object) -> None:
     rejected(page(type=event_type), "bad_type")

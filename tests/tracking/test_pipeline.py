@@ -90,7 +90,7 @@ def test_blacklist_is_checked_on_the_resolved_address() -> None:
         ("203.0.113.8", False),
         ("not an address", False),
     ]:
-        _, _, address = pipeline._client_ip(RequestSnapshot(peer))
+        address = pipeline._origin(RequestSnapshot(peer)).address
         site = SiteRules("r" * 15, "t", None, False, False, False, listed)
         assert pipeline._blacklisted(site, address) is blocked, peer
         empty = SiteRules("r" * 15, "t", None, False, False, False, IpBlacklist(None))
@@ -158,3 +158,41 @@ def test_raw_ip_and_country_only_when_the_site_and_proxy_allow(
         "",
     )
     assert sdk.stats().spoofed_forwarding_headers == 1
+
+
+@pytest.mark.pocketbase
+def test_countries_come_from_the_local_lookup_and_stay_empty_for_private_addresses(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    sdk = make_sdk(trusted_proxies="cloudflare")
+    via_cloudflare = environ("173.245.48.10")  # a Cloudflare edge: its country header wins
+    via_cloudflare.update(HTTP_CF_CONNECTING_IP="8.8.4.4", HTTP_CF_IPCOUNTRY="CH")
+    for request, path in [
+        (environ("81.2.69.142"), "/gb"),
+        (environ("2001:4860::1"), "/us"),
+        (environ("10.1.2.3"), "/private"),
+        (via_cloudflare, "/cf"),
+    ]:
+        sdk.track_api_event(request, page_view(website.domain, path))
+    assert sdk.flush(timeout=10)
+    countries = {s["entryPath"]: s["country"] for s in site_sessions(pb, website.id)}
+    assert countries == {"/gb": "GB", "/us": "US", "/private": "", "/cf": "CH"}
+
+
+@pytest.mark.pocketbase
+def test_identify_stores_name_email_and_phone_as_visitor_fields(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    sdk = make_sdk()
+    request = environ("198.51.100.40")
+    traits = {"name": "Ada", "email": "ada@example.com", "phone": "+41 44 000 00 00", "plan": "pro"}
+    sdk.identify(request, "user-1", traits)
+    assert sdk.flush(timeout=10)
+    [visitor] = records(pb, "visitors", website=website.id)
+    assert (visitor["userId"], visitor["name"], visitor["email"], visitor["phone"]) == (
+        "user-1",
+        "Ada",
+        "ada@example.com",
+        "+41 44 000 00 00",
+    )
+    assert visitor["metadata"] == {"plan": "pro"}

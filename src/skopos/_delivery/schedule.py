@@ -9,8 +9,8 @@ The rules, in short:
 
 - a round never waits while it has work it can do now (held calls, a spool backlog with
   room to read it, a batch that is due and a writer ready to take it);
-- otherwise it sleeps until the next thing falls due (a batch, JS errors, a quiet moment
-  for deferred session touches), at most ``IDLE_WAKEUP``;
+- otherwise it sleeps until the next thing falls due (a batch, JS errors), at most
+  ``IDLE_WAKEUP``;
 - while a batch waits for the writer, only the writer (or a flush, or a full batch's worth
   of new calls) ends the sleep: waking for anything less would spin on the queue for as
   long as PocketBase takes to commit, taking the host's GIL all along;
@@ -22,7 +22,6 @@ The rules, in short:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from skopos._config import SkoposOptions
 from skopos._queue import POLL_AFTER_CALLS, TAKE_AT_ONCE
@@ -30,7 +29,6 @@ from skopos._queue import POLL_AFTER_CALLS, TAKE_AT_ONCE
 __all__ = [
     "IDLE_WAKEUP",
     "LINGER",
-    "QUIET",
     "Policy",
     "Situation",
     "Take",
@@ -45,12 +43,7 @@ __all__ = [
 # batch=False: a write waits this long for company (or for max_batch_size calls), so a busy
 # host hands the worker batches instead of one call at a time, each a GIL hand-off.
 LINGER = 0.05
-# Deferred session touches go out once no call arrived for this long: under load they wait
-# (fewer PATCHes for PocketBase), on a quiet site exit paths are fresh within a second.
-QUIET = 0.5
 IDLE_WAKEUP = 1.0  # the longest a round sleeps without a reason
-
-TouchPlan = Literal["none", "due", "all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +82,6 @@ class Situation:
     spool_backlog: int = 0
     writer_ready: bool = True  # nothing waits behind the batch in flight
     last_call: float = float("-inf")
-    deferred_touches: bool = False
     error_occurrences: int = 0
     errors_due: float = float("inf")
     errors_full: bool = False
@@ -110,7 +102,6 @@ class Writes:
     """What to hand to the writer this round."""
 
     activities: bool
-    touches: TouchPlan
     errors: bool
 
 
@@ -136,10 +127,6 @@ def seconds_until_due(policy: Policy, s: Situation) -> float:
         due = min(due, s.oldest_activity + policy.hold_for)
     if s.error_occurrences:
         due = min(due, s.errors_due)
-    if s.deferred_touches and s.writer_ready and not s.activities:
-        # The quiet moment counts only with no activity held: with a batch held until its
-        # interval, a touch's deadline passing would otherwise end every sleep at once.
-        due = min(due, s.last_call + QUIET)
     return max(0.0, due - s.now)
 
 
@@ -171,18 +158,10 @@ def plan_take(policy: Policy, s: Situation) -> Take:
 
 
 def plan_writes(policy: Policy, s: Situation) -> Writes:
-    """What to write after the calls of a round are prepared.
-
-    Deferred session touches wait while activities are written (the writer is busy with
-    them then); all of them go at a flush or once the site is quiet, else those that are due.
-    """
+    """What to write after the calls of a round are prepared."""
     activities = s.writer_ready and ((s.flushing and s.activities > 0) or write_due(policy, s))
-    touches: TouchPlan = "none"
-    if s.deferred_touches and s.writer_ready and not activities:
-        quiet = s.now - s.last_call >= QUIET and not s.activities
-        touches = "all" if s.flushing or quiet else "due"
     errors = s.error_occurrences > 0 and (s.flushing or s.now >= s.errors_due or s.errors_full)
-    return Writes(activities, touches, errors)
+    return Writes(activities, errors)
 
 
 def is_idle(s: Situation, *, queued: int, writer_idle: bool) -> bool:
@@ -197,7 +176,6 @@ def is_idle(s: Situation, *, queued: int, writer_idle: bool) -> bool:
         or s.activities
         or s.error_occurrences
         or s.spool_backlog
-        or s.deferred_touches
         or not writer_idle
     )
     return not busy

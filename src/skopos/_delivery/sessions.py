@@ -1,21 +1,37 @@
-"""Activities → visitors, sessions and events records (the batch one flush writes).
+"""Activities → visitors, sessions and events records (the batch one write sends).
 
-A session lasts while a visitor's activities arrive within ``session_timeout``
-of each other, across processes and restarts. Two steps per batch:
+A session lasts while a visitor's activities come within ``session_timeout`` of each
+other, judged by when the visitor was active, never by when a write landed: across
+processes, restarts, outages and spool replays. An activity belongs to the visitor's session
+whose span, from its first to its last activity, it falls within a timeout of; activities
+may arrive late and out of order (another process's backlog, a replayed spool). Two steps
+per batch:
 
-1. ``resolve`` (I/O, may raise): bulk-read from PocketBase what the caches do
-   not know: which visitors already exist, each visitor's latest session.
-2. ``assign`` (pure): walk the activities in order, continue or open sessions,
-   and build the batch requests.
+1. ``resolve`` (I/O, may raise): bulk-read from PocketBase what the caches do not know:
+   which visitors exist, and their sessions active around the activities' times
+   (``firstActivity`` and ``lastActivity``, fields ``skopos setup`` adds; sessions written
+   without them fall back to ``created`` and ``updated``).
+2. ``assign`` (pure): walk the activities in order, continue or open sessions, and build
+   the batch's requests: new visitors, identities, new sessions, events, and one touch per
+   continuing session (its ``exitPath`` and ``lastActivity``), after its events.
 
-Ids make concurrent writers agree: a visitor's record id derives from its
-visitor id, and a new session's id from the visitor and the session before it
-(``""`` for a first session). Two processes opening the next session of the
-same visitor therefore upsert the same record instead of splitting it.
+Timestamps the dashboard reads: PocketBase stamps ``created`` and ``updated`` at commit, and
+the dashboard's session duration is ``updated - created``. Every batch that carries events of
+a session also carries that session's create or touch, so ``updated`` moves with the batch
+that holds the session's latest events, never later. A session's create and a touch of it
+never share a batch, and batches commit one after another, so ``updated`` is never before
+``created``.
+
+Ids make concurrent writers agree: a visitor's record id derives from its visitor id, and a
+session's from the visitor and the ``session_timeout``-long window its first activity falls
+in. Two sessions of one visitor never start in the same window (more than a timeout of
+silence lies between them), so processes that open the same session each on their own
+derive the same id and upsert one record instead of splitting it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,90 +46,72 @@ from skopos._tracking.activity import Activity
 from skopos._tracking.hosts import host_matches_domain
 from skopos._tracking.identity import derive_record_id
 
-__all__ = ["SessionState", "Sessionizer"]
+__all__ = ["LiveSession", "Sessionizer", "session_id"]
 
-_TOUCH_INTERVAL = 30.0  # seconds
+logger = logging.getLogger("skopos")
+
+# What a session lookup reads: no more than deciding membership needs.
+_LOOKUP_FIELDS = "id,visitor,firstActivity,lastActivity,created,updated,exitPath"
+
+
+def session_id(visitor_record_id: str, started_at: float, timeout: float) -> str:
+    """The record id of the visitor's session whose first activity is at ``started_at``.
+
+    >>> session_id("v1", 10.0, 1800.0) == session_id("v1", 1799.0, 1800.0)  # one window
+    True
+    >>> session_id("v1", 10.0, 1800.0) == session_id("v1", 1810.5, 1800.0)
+    False
+    """
+    return derive_record_id("session", visitor_record_id, str(int(started_at // timeout)))
 
 
 @dataclass(slots=True)
-class SessionState:
-    """What a flush needs to know about a visitor's current session."""
+class LiveSession:
+    """What the cache keeps of a visitor's session."""
 
     id: str
-    website: str
-    visitor: str
-    last_activity: float
-    entry_path: str
+    first_activity: float  # epoch seconds of the visitor's first activity in it
+    last_activity: float  # and of the latest
     exit_path: str
-    referrer: str = ""
-    browser: str = ""
-    os: str = ""
-    device: str = ""
-    screen_width: str = ""
-    screen_height: str = ""
-    language: str = ""
-    ip_address: str = ""
-    is_new_visitor: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    # ``last_activity`` as of the last write of this session (what PocketBase's ``updated``
-    # says, roughly): touches are deferred until it lags by ``touch_interval``.
-    written_activity: float = 0.0
-
-    def record(self) -> dict[str, Any]:
-        """The full ``sessions`` record, as created."""
-        body: dict[str, Any] = {
-            **self.extra,
-            "id": self.id,
-            "website": self.website,
-            "visitor": self.visitor,
-            "entryPath": self.entry_path,
-            "exitPath": self.exit_path,
-            "referrer": self.referrer,
-            "browser": self.browser,
-            "os": self.os,
-            "device": self.device,
-            "screenWidth": self.screen_width,
-            "screenHeight": self.screen_height,
-            "language": self.language,
-            "isNewVisitor": self.is_new_visitor,
-        }
-        if self.ip_address:
-            body["ipAddress"] = self.ip_address
-        return body
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> SessionState:
-        """Rebuild the state of a session another process (or run) wrote."""
-        kept = {k: record[k] for k in ("country", "state") if record.get(k)}
-        return cls(
-            id=record["id"],
-            website=record.get("website", ""),
-            visitor=record.get("visitor", ""),
-            last_activity=parse_pb_date(record.get("updated", "")),
-            entry_path=record.get("entryPath", ""),
-            exit_path=record.get("exitPath", ""),
-            referrer=record.get("referrer", ""),
-            browser=record.get("browser", ""),
-            os=record.get("os", ""),
-            device=record.get("device", ""),
-            screen_width=record.get("screenWidth", ""),
-            screen_height=record.get("screenHeight", ""),
-            language=record.get("language", ""),
-            ip_address=record.get("ipAddress", ""),
-            is_new_visitor=bool(record.get("isNewVisitor")),
-            extra=kept,
-            written_activity=parse_pb_date(record.get("updated", "")),
+    def from_record(cls, record: dict[str, Any]) -> LiveSession:
+        """The session as another process (or an earlier run) wrote it."""
+        first = parse_pb_date(record.get("firstActivity", "")) or parse_pb_date(
+            record.get("created", "")
         )
+        last = parse_pb_date(record.get("lastActivity", "")) or parse_pb_date(
+            record.get("updated", "")
+        )
+        return cls(record["id"], min(first, last), last, record.get("exitPath", ""))
+
+    def holds(self, at: float, timeout: float) -> bool:
+        """Whether an activity at ``at`` belongs here: within ``timeout`` of its span."""
+        return self.first_activity - timeout <= at <= self.last_activity + timeout
+
+    def touch(self) -> BatchRequest:
+        """The update that moves the session's exit path, last activity and ``updated``."""
+        body = {"exitPath": self.exit_path, "lastActivity": pb_date(self.last_activity)}
+        return BatchRequest.update("sessions", self.id, body)
 
 
 @dataclass
 class _Lookups:
     existing_visitors: set[str] = field(default_factory=set)
-    latest_sessions: dict[str, SessionState] = field(default_factory=dict)
+    sessions: dict[str, list[LiveSession]] = field(default_factory=dict)  # by visitor
+
+
+@dataclass(slots=True)
+class _Opened:
+    """A session opened in this batch: created with its state as the batch leaves it."""
+
+    live: LiveSession
+    first: Activity
+    new_visitor: bool
 
 
 class Sessionizer:
-    """Keeps visitor and session caches (LRU-bounded) and builds each flush's writes."""
+    """Keeps visitor and session caches (LRU-bounded) and builds each batch's writes."""
 
     def __init__(
         self,
@@ -125,48 +123,36 @@ class Sessionizer:
     ) -> None:
         self._client = client
         self._timeout = session_timeout
-        # A continuing session's exitPath (and so its ``updated``, the liveness other
-        # processes read) is written at most this often, not with every event: a PATCH
-        # costs PocketBase about as much as a create. Far below the timeout, so another
-        # process's decision to continue it is only affected within this much of it.
-        self.touch_interval = min(_TOUCH_INTERVAL, session_timeout / 20)
-        self._deferred: dict[str, SessionState] = {}  # session id → state, oldest first
-        self._max_deferred = session_cache_size
         self._known_visitors: LruCache[str, bool] = LruCache(visitor_cache_size)
-        self._sessions: LruCache[str, SessionState] = LruCache(session_cache_size)
+        self._sessions: LruCache[str, LiveSession] = LruCache(session_cache_size)
         self._lookups = _Lookups()
+        self._activity_fields: bool | None = None
 
     # -- step 1: read what the caches miss ------------------------------------------
 
     def resolve(self, activities: Sequence[Activity]) -> None:
-        """Bulk-read unknown visitors and the latest sessions needed to sessionize."""
+        """Bulk-read unknown visitors and the live sessions needed to sessionize."""
         lookups = _Lookups()
         visitors = {a.visitor_record_id for a in activities}
         unknown = [v for v in visitors if v not in self._known_visitors]
         lookups.existing_visitors = self._existing(unknown)
 
-        first_seen: dict[str, float] = {}
+        # Visitors with an activity their cached session does not hold: another process may
+        # have a session for it. The earliest such activity bounds the lookup.
+        earliest: dict[str, float] = {}
         for activity in activities:
-            if activity.type != "identify":
-                first_seen.setdefault(activity.visitor_record_id, activity.at)
-        need = [
-            visitor
-            for visitor, at in first_seen.items()
-            if (visitor in self._known_visitors or visitor in lookups.existing_visitors)
-            and not self._live(self._sessions.get(visitor), at)
-        ]
-        if need:
-            cutoff = min(first_seen[v] for v in need) - self._timeout
-            lookups.latest_sessions = self._recent_sessions(need, cutoff)
-            for visitor in need:
-                if visitor not in lookups.latest_sessions:
-                    latest = self._latest_session(visitor)
-                    if latest is not None:
-                        lookups.latest_sessions[visitor] = latest
+            visitor = activity.visitor_record_id
+            if activity.type == "identify" or self._holds(self._sessions.get(visitor), activity):
+                continue
+            if visitor in self._known_visitors or visitor in lookups.existing_visitors:
+                earliest[visitor] = min(earliest.get(visitor, activity.at), activity.at)
+        if earliest:
+            cutoff = min(earliest.values()) - self._timeout
+            lookups.sessions = self._recent_sessions(list(earliest), cutoff)
         self._lookups = lookups
 
-    def _live(self, state: SessionState | None, at: float) -> bool:
-        return state is not None and at - state.last_activity <= self._timeout
+    def _holds(self, session: LiveSession | None, activity: Activity) -> bool:
+        return session is not None and session.holds(activity.at, self._timeout)
 
     def _existing(self, record_ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -175,21 +161,38 @@ class Sessionizer:
             found.update(record["id"] for record in page.items)
         return found
 
-    def _recent_sessions(self, visitors: list[str], cutoff: float) -> dict[str, SessionState]:
-        latest: dict[str, SessionState] = {}
-        for visitor_filter in any_of("visitor", visitors):
-            query = f"({visitor_filter}) && " + pb_filter(
-                "updated >= {:cutoff}", cutoff=pb_date(cutoff)
-            )
-            for record in self._client.iter_records("sessions", filter=query, sort="-updated"):
-                latest.setdefault(record["visitor"], SessionState.from_record(record))
-        return latest
+    def _has_activity_fields(self) -> bool:
+        """Whether ``sessions`` has the fields ``skopos setup`` adds (asked once). Without
+        them, filtering on them fails; sessions are then judged by write times (the old way)
+        until ``skopos setup`` runs and the process restarts."""
+        if self._activity_fields is None:
+            collection = self._client.request("GET", "/api/collections/sessions")
+            names = {field.get("name") for field in collection.get("fields") or ()}
+            self._activity_fields = {"firstActivity", "lastActivity"} <= names
+            if not self._activity_fields:
+                logger.error(
+                    "skopos: the sessions collection lacks firstActivity/lastActivity; run"
+                    " `skopos setup` (until then sessions are judged by when writes landed)"
+                )
+        return self._activity_fields
 
-    def _latest_session(self, visitor: str) -> SessionState | None:
-        record = self._client.first_record(
-            "sessions", pb_filter("visitor = {:v}", v=visitor), sort="-created,-id"
-        )
-        return SessionState.from_record(record) if record is not None else None
+    def _recent_sessions(self, visitors: list[str], cutoff: float) -> dict[str, list[LiveSession]]:
+        """The visitors' sessions active since ``cutoff``, by visitor."""
+        if self._has_activity_fields():
+            expression = (
+                "(lastActivity >= {:cutoff} || (lastActivity = '' && updated >= {:cutoff}))"
+            )
+        else:
+            expression = "updated >= {:cutoff}"
+        since = pb_filter(expression, cutoff=pb_date(cutoff))
+        found: dict[str, list[LiveSession]] = {}
+        for visitor_filter in any_of("visitor", visitors):
+            records = self._client.iter_records(
+                "sessions", filter=f"({visitor_filter}) && {since}", fields=_LOOKUP_FIELDS
+            )
+            for record in records:
+                found.setdefault(record["visitor"], []).append(LiveSession.from_record(record))
+        return found
 
     # -- step 2: assign sessions, build the writes ---------------------------------------
 
@@ -203,8 +206,8 @@ class Sessionizer:
         visitors: dict[str, PendingWrite] = {}
         identities: list[PendingWrite] = []
         events: list[PendingWrite] = []
-        dirty: dict[str, SessionState] = {}
-        opened: set[str] = set()
+        opened: dict[str, _Opened] = {}
+        touched: dict[str, tuple[str, LiveSession]] = {}  # session id → (visitor, session)
         new_visitors: set[str] = set()
 
         for activity in activities:
@@ -225,107 +228,99 @@ class Sessionizer:
                 identities.append(PendingWrite.for_activity(upsert, "visitors", vid, activity))
                 continue
 
-            # A lookup is fresher than the cache: another process may have moved on.
-            state = lookups.latest_sessions.pop(vid, None) or self._sessions.get(vid)
-            if state is None or not self._live(state, activity.at):
-                previous = state.id if state is not None else ""
-                state = self._open(activity, previous, vid in new_visitors and state is None)
-                opened.add(state.id)
-            else:
-                state.last_activity = max(state.last_activity, activity.at)
+            cached = self._sessions.get(vid)
+            session = self._session_holding(activity, cached, lookups.sessions.get(vid, ()))
+            if session is None:
+                at = activity.at
+                session = LiveSession(session_id(vid, at, self._timeout), at, at, activity.path)
+                first_session = vid in new_visitors and cached is None
+                opened[session.id] = _Opened(session, activity, first_session)
+                lookups.sessions.setdefault(vid, []).append(session)
+            elif activity.at >= session.last_activity:
+                session.last_activity = activity.at
                 if activity.type == "pageView":
-                    state.exit_path = activity.path
-            self._sessions.put(vid, state)
-            dirty[state.id] = state
-            activity.session_id = state.id
+                    session.exit_path = activity.path
+                if session.id not in opened:
+                    touched[session.id] = (vid, session)
+            else:
+                # A late activity (another process's backlog, a replay) leaves the session's
+                # end, and so its ``updated``, where it is: touching it would stretch the
+                # duration the dashboard shows to the time of this write.
+                session.first_activity = min(session.first_activity, activity.at)
+            if cached is None or session.last_activity >= cached.last_activity:
+                self._sessions.put(vid, session)  # the cache keeps the visitor's latest
+            activity.session_id = session.id
 
-            if activity.type in ("pageView", "custom"):
-                create = BatchRequest.create("events", _event_body(activity, state.id))
+            if activity.type in ("pageView", "custom", "click"):
+                create = BatchRequest.create("events", _event_body(activity, session.id))
                 events.append(PendingWrite.for_activity(create, "events", vid, activity))
 
-        sessions: list[PendingWrite] = []
-        for state in dirty.values():
-            if state.id in opened:
-                self._deferred.pop(state.id, None)
-                sessions.append(self._session_write(state, opened=True))
-            elif state.last_activity - state.written_activity >= self.touch_interval:
-                self._deferred.pop(state.id, None)
-                sessions.append(self._session_write(state, opened=False))
-            else:
-                self._deferred.setdefault(state.id, state)
-        sessions += self._overflowing_touches()
-        return [*visitors.values(), *identities, *sessions, *events]
+        creates = [_create(entry) for entry in opened.values()]
+        touches = [
+            PendingWrite(session.touch(), "sessions", vid, parent=True)
+            for vid, session in touched.values()
+        ]
+        # Touches last: ``updated`` is stamped after the session's events are created.
+        return [*visitors.values(), *identities, *creates, *events, *touches]
 
-    @property
-    def has_deferred(self) -> bool:
-        """Continuing sessions whose exitPath is not written yet."""
-        return bool(self._deferred)
-
-    def deferred_touches(self, now: float, *, everything: bool = False) -> list[PendingWrite]:
-        """The deferred touches that are due at ``now`` (epoch seconds), or all of them."""
-        if not self._deferred:
-            return []
-        if not everything and now - next(iter(self._deferred.values())).written_activity < (
-            self.touch_interval
-        ):
-            return []  # the oldest is not due: nothing is (called every worker round)
-        due: list[PendingWrite] = []
-        for session_id, state in list(self._deferred.items()):
-            if not everything and now - state.written_activity < self.touch_interval:
-                break  # oldest first: the rest are younger
-            del self._deferred[session_id]
-            due.append(self._session_write(state, opened=False))
-        return due
-
-    def _overflowing_touches(self) -> list[PendingWrite]:
-        touches: list[PendingWrite] = []
-        while len(self._deferred) > self._max_deferred:
-            state = self._deferred.pop(next(iter(self._deferred)))
-            touches.append(self._session_write(state, opened=False))
-        return touches
-
-    @staticmethod
-    def _session_write(state: SessionState, *, opened: bool) -> PendingWrite:
-        """Create a new session (first writer wins: a concurrent creator's entry
-        path and referrer stand); only move ``exitPath`` of an existing one, which
-        also bumps ``updated``, the liveness every process reads."""
-        state.written_activity = state.last_activity
-        touch = BatchRequest.update("sessions", state.id, {"exitPath": state.exit_path})
-        if not opened:
-            return PendingWrite(touch, "sessions", state.visitor, parent=True)
-        create = BatchRequest.create("sessions", state.record())
-        return PendingWrite(create, "sessions", state.visitor, parent=True, if_exists=touch)
-
-    def _open(self, activity: Activity, previous: str, new_visitor: bool) -> SessionState:
-        client = activity.client
-        referrer = _traffic_source(activity.referrer, activity.site.domain)
-        return SessionState(
-            id=derive_record_id("session", activity.visitor_record_id, previous),
-            website=activity.site.record_id,
-            visitor=activity.visitor_record_id,
-            last_activity=activity.at,
-            entry_path=activity.path,
-            exit_path=activity.path,
-            referrer=referrer,
-            browser=client.browser if client else "",
-            os=client.os if client else "",
-            device=client.device if client else "",
-            screen_width=str(activity.screen_width) if activity.screen_width is not None else "",
-            screen_height=str(activity.screen_height) if activity.screen_height is not None else "",
-            language=activity.language or "",
-            ip_address=activity.ip_address or "",
-            is_new_visitor=new_visitor,
-            extra={"country": activity.country} if activity.country else {},
-            written_activity=activity.at,
-        )
+    def _session_holding(
+        self, activity: Activity, cached: LiveSession | None, looked_up: Sequence[LiveSession]
+    ) -> LiveSession | None:
+        """The visitor's session ``activity`` belongs to (the latest, if several could)."""
+        best = cached if self._holds(cached, activity) else None
+        for session in looked_up:
+            if session.holds(activity.at, self._timeout) and (
+                best is None or session.last_activity > best.last_activity
+            ):
+                best = session
+        if best is not None and cached is not None and best.id == cached.id and best is not cached:
+            # The same session read back: keep one object, with what both know.
+            cached.first_activity = min(cached.first_activity, best.first_activity)
+            cached.last_activity = max(cached.last_activity, best.last_activity)
+            best = cached
+        return best
 
     def forget(self, visitor_record_id: str) -> None:
         """Drop cached knowledge of a visitor whose writes did not land."""
         self._known_visitors.discard(visitor_record_id)
         self._sessions.discard(visitor_record_id)
-        for session_id, state in list(self._deferred.items()):
-            if state.visitor == visitor_record_id:
-                del self._deferred[session_id]
+
+
+def _create(opened: _Opened) -> PendingWrite:
+    """Create a new session; if another writer created it first (first writer wins: its
+    entry path and referrer stand), touch it instead."""
+    live, first = opened.live, opened.first
+    client = first.client
+    body: dict[str, Any] = {
+        "id": live.id,
+        "website": first.site.record_id,
+        "visitor": first.visitor_record_id,
+        "entryPath": first.path,
+        "exitPath": live.exit_path,
+        "firstActivity": pb_date(live.first_activity),
+        "lastActivity": pb_date(live.last_activity),
+        "referrer": _traffic_source(first.referrer, first.site.domain),
+        "browser": client.browser if client else "",
+        "os": client.os if client else "",
+        "device": client.device if client else "",
+        "screenWidth": str(first.screen_width) if first.screen_width is not None else "",
+        "screenHeight": str(first.screen_height) if first.screen_height is not None else "",
+        "language": first.language or "",
+        "isNewVisitor": opened.new_visitor,
+    }
+    if first.ip_address:
+        body["ipAddress"] = first.ip_address
+    if first.country:
+        body["country"] = first.country
+    if first.region:
+        body["state"] = first.region
+    return PendingWrite(
+        BatchRequest.create("sessions", body),
+        "sessions",
+        first.visitor_record_id,
+        parent=True,
+        if_exists=live.touch(),
+    )
 
 
 def _visitor_body(activity: Activity) -> dict[str, Any]:

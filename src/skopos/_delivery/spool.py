@@ -115,6 +115,7 @@ _OPTIONAL = (
     ("l", "language", None),
     ("ip", "ip_address", None),
     ("cc", "country", ""),
+    ("rg", "region", ""),
     ("em", "error_message", None),
     ("st", "stack_trace", None),
 )
@@ -178,7 +179,7 @@ def decode_activity(record: dict[str, Any], sites: _SiteCache) -> Activity | Non
                 setattr(activity, attribute, record[key])
     except (KeyError, TypeError, ValueError):
         return None
-    if activity.type not in ("pageView", "custom", "jsError", "identify"):
+    if activity.type not in ("pageView", "custom", "click", "jsError", "identify"):
         return None
     return activity
 

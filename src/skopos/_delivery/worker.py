@@ -2,7 +2,7 @@
 
 Each round takes the queued calls, has the pipeline prepare them (drops are acknowledged at
 once, with their reason), and hands writes to the writer thread: activities when a batch is
-due, deferred session touches, JS error groups every ``js_error_batch_interval``. When to
+due, JS error groups every ``js_error_batch_interval``. When to
 take, write and sleep is decided by ``schedule`` from a ``Situation`` of this worker; this
 module does the I/O. While PocketBase cannot be reached, calls wait (the queue stays
 bounded) and nothing accepted is dropped before the shutdown deadline.
@@ -153,7 +153,6 @@ class Worker:
             spool_backlog=spool.backlog if spool is not None else 0,
             writer_ready=self._writes.ready,
             last_call=self._last_call,
-            deferred_touches=self._sessionizer.has_deferred,
             error_occurrences=self._errors.occurrences,
             errors_due=self._errors_due,
             errors_full=self._errors.full,
@@ -186,11 +185,6 @@ class Worker:
         writes = plan_writes(self._policy, self._situation(flushing=flushing))
         if writes.activities:
             self._write_activities()
-        if writes.touches != "none":
-            everything = writes.touches == "all"
-            self._writes.submit(
-                self._sessionizer.deferred_touches(time.time(), everything=everything)
-            )
         if writes.errors:
             self._write_errors()
         if self._sites.refresh_due():

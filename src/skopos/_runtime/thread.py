@@ -22,6 +22,7 @@ from skopos._runtime.base import keep_inherited
 from skopos._stats import InternalErrors, Ledger
 from skopos._tracking.activity import TrackCall
 from skopos._tracking.client_ip import TrustedProxies
+from skopos._tracking.geo import GeoLocator, open_database
 from skopos._tracking.identity import VisitorHasher
 from skopos._tracking.pipeline import Pipeline
 from skopos._tracking.site_rules import SiteRules
@@ -63,8 +64,12 @@ class ThreadRuntime:
         )
         if known_sites:
             self.sites.remember(known_sites)
+        database = open_database(options.geoip_database) if options.geoip_database else None
         self.pipeline = Pipeline(
-            self.sites, VisitorHasher(salt), trusted_proxies=TrustedProxies(options.trusted_proxies)
+            self.sites,
+            VisitorHasher(salt),
+            trusted_proxies=TrustedProxies(options.trusted_proxies),
+            geo=GeoLocator(countries=options.country_lookup, database=database),
         )
         self.sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
         self.spool = (

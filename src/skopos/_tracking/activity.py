@@ -18,7 +18,7 @@ from skopos._tracking.user_agent import ClientInfo
 __all__ = ["Activity", "ActivityType", "CallKind", "JournalRef", "TrackCall"]
 
 CallKind = Literal["api", "server", "identify"]
-ActivityType = Literal["pageView", "custom", "jsError", "identify"]
+ActivityType = Literal["pageView", "custom", "click", "jsError", "identify"]
 # Where the spool journaled an activity: (segment number, sequence number in the segment).
 JournalRef = tuple[int, int]
 
@@ -65,7 +65,8 @@ class Activity:
     screen_height: int | None = None
     language: str | None = None
     ip_address: str | None = None  # only when the site stores raw IPs
-    country: str = ""  # ISO 3166 alpha-2, only from a trusted Cloudflare edge
+    country: str = ""  # ISO 3166-1 alpha-2, from a trusted CDN's header or the local lookup
+    region: str = ""  # the session's ``state``: a region name, from a local GeoIP database
     error_message: str | None = None
     stack_trace: str | None = None
     session_id: str | None = None  # set when sessionized

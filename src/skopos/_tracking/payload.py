@@ -63,11 +63,12 @@ __all__ = [
     "validate_payload",
 ]
 
-EventType = Literal["pageView", "custom", "jsError"]
+EventType = Literal["pageView", "custom", "click", "jsError"]
 EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
 _EVENT_TYPE_BY_NAME: dict[str, EventType] = {
     "pageView": "pageView",
     "custom": "custom",
+    "click": "click",
     "jsError": "jsError",
 }
 
@@ -77,10 +78,10 @@ RejectionReason = Literal[
     "invalid_json",  # not JSON, or NaN/Infinity, or an over-long number
     "json_too_deep",  # raw JSON nested deeper than MAX_JSON_DEPTH
     "not_object",  # the payload is not a JSON object (or not bytes/str/mapping)
-    "bad_type",  # type missing or not pageView/custom/jsError
+    "bad_type",  # type missing or not pageView/custom/click/jsError
     "bad_url",  # url missing, not http(s), no valid host, control characters
     "url_too_long",  # url over MAX_URL_CHARS
-    "missing_name",  # custom event without a usable name
+    "missing_name",  # custom or click event without a usable name
     "name_too_long",  # custom event name over MAX_NAME_CHARS after cleaning
     "missing_error_message",  # jsError without a usable errorMessage
     "custom_data_not_object",  # customData present but not an object
@@ -441,14 +442,15 @@ def _validate(raw: Mapping[object, object]) -> ValidPayload:
     event_type = _EVENT_TYPE_BY_NAME.get(raw_type) if isinstance(raw_type, str) else None
     if event_type is None:
         raise _Reject(
-            "bad_type", f"type must be pageView, custom or jsError, got {_excerpt(raw_type)}"
+            "bad_type",
+            f"type must be pageView, custom, click or jsError, got {_excerpt(raw_type)}",
         )
     url, host, path = _parse_http_url(raw.get("url"), "url")
 
     name: str | None = None
     error_message: str | None = None
     stack_trace: str | None = None
-    if event_type == "custom":
+    if event_type in ("custom", "click"):
         name = _custom_event_name(raw.get("name"))
     elif event_type == "jsError":
         try:

@@ -9,12 +9,14 @@ becomes a ``stats().dropped`` counter.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from skopos._lru import LruCache
 from skopos._stats import DropReason, bot, invalid
 from skopos._tracking.activity import Activity, TrackCall
 from skopos._tracking.bots import BotDetector, RequestSignals
 from skopos._tracking.client_ip import TrustedProxies, resolve_client_ip
+from skopos._tracking.geo import GeoLocator
 from skopos._tracking.hosts import host_matches_domain, is_localhost
 from skopos._tracking.identity import VisitorHasher, derive_record_id
 from skopos._tracking.ip_rules import IPAddress
@@ -33,7 +35,9 @@ __all__ = ["Pipeline"]
 
 # The visitor behind server events that come without a request (cron jobs, queues).
 SERVER_VISITOR = "server"
-_IDENTIFY_FIELDS = {"name": 255, "phone": 50}
+# Traits identify() stores in visitor fields (at most this many characters); the rest go
+# to ``metadata``.
+_IDENTIFY_FIELDS = {"name": 255, "email": 255, "phone": 50}
 _COUNTRY_CODE = re.compile(r"[A-Z]{2}")
 _WARM_UP_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 # Verdicts on an event's host, memoised per (host, site domain): a site sees few hosts, and
@@ -41,6 +45,16 @@ _WARM_UP_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firef
 # memo is bounded.
 _HOST_LOCAL, _HOST_ON_DOMAIN, _HOST_OFF_DOMAIN = 0, 1, 2
 _HOST_VERDICTS = 4096
+
+
+class _Origin(NamedTuple):
+    ip: str | None  # the client address as text
+    address: IPAddress | None
+    country: str
+    region: str
+
+
+_NO_ORIGIN = _Origin(None, None, "", "")
 
 
 class Pipeline:
@@ -54,10 +68,12 @@ class Pipeline:
         trusted_proxies: TrustedProxies | None = None,
         user_agents: UserAgentParser | None = None,
         bots: BotDetector | None = None,
+        geo: GeoLocator | None = None,
     ) -> None:
         self._sites = sites
         self._hasher = hasher
         self._trusted = trusted_proxies or TrustedProxies([])
+        self._geo = geo or GeoLocator()
         self._user_agents = user_agents or UserAgentParser()
         self._bots = bots or BotDetector()
         self.spoof_attempts = 0
@@ -83,24 +99,22 @@ class Pipeline:
             return self._server_event(call, site, snapshot)
         return self._identify(call, site, snapshot)
 
-    def _client_ip(
-        self, snapshot: RequestSnapshot | None
-    ) -> tuple[str | None, str, IPAddress | None]:
-        """The client address as text, its country when a trusted Cloudflare edge said so,
-        and the parsed address (for the blacklist)."""
+    def _origin(self, snapshot: RequestSnapshot | None) -> _Origin:
+        """Where the request came from: the client address (parsed, for the blacklist, and
+        as text) and its location (a trusted Cloudflare edge's country wins)."""
         if snapshot is None:
-            return None, "", None
+            return _NO_ORIGIN
         resolved = resolve_client_ip(snapshot.peer, snapshot.forwarding_headers(), self._trusted)
         if resolved.spoof_attempt:
             self.spoof_attempts += 1
-        ip = str(resolved.ip) if resolved.ip is not None else None
-        country = ""
+        country, region = self._geo.locate(resolved.ip)
         if resolved.source == "cf-connecting-ip" and snapshot.cf_ipcountry:
             code = snapshot.cf_ipcountry.strip().upper()
             # Cloudflare's XX (unknown) and T1 (Tor) are not countries.
-            if _COUNTRY_CODE.fullmatch(code) and code not in ("XX", "T1"):
-                country = code
-        return ip, country, resolved.ip
+            if _COUNTRY_CODE.fullmatch(code) and code not in ("XX", "T1") and code != country:
+                country, region = code, ""
+        ip = str(resolved.ip) if resolved.ip is not None else None
+        return _Origin(ip, resolved.ip, country, region)
 
     def _host_verdict(self, host: str, domain: str | None) -> int:
         key = (host, domain)
@@ -136,8 +150,8 @@ class Pipeline:
                 return DropReason.LOCALHOST
         elif host_verdict == _HOST_OFF_DOMAIN:
             return DropReason.OFF_DOMAIN
-        ip, country, address = self._client_ip(snapshot)
-        if self._blacklisted(site, address):
+        origin = self._origin(snapshot)
+        if self._blacklisted(site, origin.address):
             return DropReason.IP_BLACKLISTED
         user_agent = (snapshot.user_agent if snapshot else None) or ""
         verdict = self._bots.verdict(
@@ -150,7 +164,7 @@ class Pipeline:
         )
         if verdict.is_bot:
             return bot(verdict.reason)
-        visitor_id, visitor_record_id = self._visitor(site, ip, user_agent)
+        visitor_id, visitor_record_id = self._visitor(site, origin.ip, user_agent)
         return Activity(
             type=payload.type,
             site=site,
@@ -160,14 +174,15 @@ class Pipeline:
             path=payload.path,
             url=payload.url,
             referrer=payload.referrer,
-            name=payload.name if payload.type == "custom" else None,
-            data=payload.custom_data if payload.type == "custom" else None,
+            name=payload.name if payload.type != "jsError" else None,
+            data=payload.custom_data if payload.type != "jsError" else None,
             client=self._user_agents.parse(user_agent),
             screen_width=payload.screen_width,
             screen_height=payload.screen_height,
             language=payload.language,
-            ip_address=ip if site.store_raw_ip and ip else None,
-            country=country,
+            ip_address=origin.ip if site.store_raw_ip else None,
+            country=origin.country,
+            region=origin.region,
             error_message=payload.error_message,
             stack_trace=payload.stack_trace,
         )
@@ -181,16 +196,15 @@ class Pipeline:
         data = validate_custom_data(call.data)
         if isinstance(data, Rejection):
             return invalid(data.reason)
-        country = ""
+        origin = self._origin(snapshot)
         if snapshot is None:
-            ip, user_agent, client = None, SERVER_VISITOR, None
+            user_agent, client = SERVER_VISITOR, None
         else:
-            ip, country, address = self._client_ip(snapshot)
-            if self._blacklisted(site, address):
+            if self._blacklisted(site, origin.address):
                 return DropReason.IP_BLACKLISTED
             user_agent = snapshot.user_agent or ""
             client = self._user_agents.parse(user_agent)
-        visitor_id, visitor_record_id = self._visitor(site, ip, user_agent)
+        visitor_id, visitor_record_id = self._visitor(site, origin.ip, user_agent)
         return Activity(
             type="custom",
             site=site,
@@ -201,8 +215,9 @@ class Pipeline:
             name=name,
             data=data,
             client=client,
-            ip_address=ip if site.store_raw_ip and ip else None,
-            country=country,
+            ip_address=origin.ip if site.store_raw_ip else None,
+            country=origin.country,
+            region=origin.region,
         )
 
     def _identify(
@@ -227,8 +242,8 @@ class Pipeline:
                 fields[key] = value[:limit]
         if metadata:
             fields["metadata"] = metadata
-        ip, _, _ = self._client_ip(snapshot)
-        visitor_id, visitor_record_id = self._visitor(site, ip, snapshot.user_agent or "")
+        origin = self._origin(snapshot)
+        visitor_id, visitor_record_id = self._visitor(site, origin.ip, snapshot.user_agent or "")
         return Activity(
             type="identify",
             site=site,

@@ -1,6 +1,6 @@
 /*! skopos.js | Skopos browser client | MIT */
 /*
- * Privacy-first analytics for Skopos: page views, custom events, JS errors, engagement time,
+ * Privacy-first analytics for Skopos: page views, custom events, JS errors, time on page,
  * outbound links and downloads. No cookies, no storage, no identifiers, no third parties: each
  * request carries only the JSON below, POSTed to your own server.
  *
@@ -14,8 +14,8 @@
  *                                 send them with skopos('pageview')
  *   data-respect-dnt="true"       send nothing at all when navigator.doNotTrack is "1" or
  *                                 navigator.globalPrivacyControl is true
- *   data-track-outbound="false"   no "outbound-link" events
- *   data-track-downloads="false"  no "file-download" events
+ *   data-track-outbound="false"   no "outbound" click events
+ *   data-track-downloads="false"  no "download" click events
  *   data-track-errors="false"     no "jsError" events
  *
  * JavaScript API:
@@ -32,12 +32,13 @@
  *               both popstate and hashchange counts once, replaceState with the same URL never.
  *               Hash routing: only fragments starting with "#/" or "#!" are routes; a plain
  *               "#section" anchor is the same page.
- *   custom      skopos('event') and data-skopos-event clicks; and automatically:
- *               "engagement" {ms}: the time the page was visible, sent once per page view when the
- *                 page is hidden or left, or when an SPA route change starts the next page view;
- *               "outbound-link" {url}: click or middle click on a link to another host;
- *               "file-download" {url}: same, for a download attribute or a file extension below
- *                 (a download wins over outbound, so one click sends one of the two).
+ *   custom      skopos('event') and data-skopos-event clicks; and automatically "exit"
+ *               {duration}: the seconds the page was visible, sent once per page view when the
+ *               page is hidden or left, or when an SPA route change starts the next page view
+ *               (the Skopos Dashboard reads it for engagement and leaves it out of bounce).
+ *   click       "outbound" {url}: click or middle click on a link to another host;
+ *               "download" {filename, url}: same, for a download attribute or a file extension
+ *               below (a download wins over outbound, so one click sends one of the two).
  *   jsError     errorMessage and stackTrace of uncaught errors and unhandled rejections; each
  *               message+stack once, at most 10 per page load. Failed resource loads are ignored.
  *
@@ -122,7 +123,7 @@
     // ---- Page views and engagement -------------------------------------------------------
     var lastKey; // routeKey() of the current page view: the dedupe that stops double counts
     var pageUrl; // location.href of the current page view (referrer of the next one)
-    var pageOpen = false; // a page view was sent and its engagement event was not
+    var pageOpen = false; // a page view was sent and its exit event was not
     var visibleMs; // visible time of the current page view, without the running stretch
     var visibleSince; // Date.now() when the running visible stretch began; 0 while hidden
 
@@ -138,9 +139,9 @@
       if (pageOpen) {
         pageOpen = false;
         if (visibleSince) visibleMs += Date.now() - visibleSince;
-        send('custom', 'engagement', {
+        send('custom', 'exit', {
           url: pageUrl,
-          customData: { ms: Math.max(0, visibleMs) }
+          customData: { duration: Math.max(0, Math.round(visibleMs / 1000)) }
         });
       }
     };
@@ -220,11 +221,11 @@
       // SVG <a> elements have no protocol/host: the test below skips them.
       var link = target.closest('a[href]');
       if (link && /^https?:$/.test(link.protocol)) {
-        var found = { customData: { url: link.href } };
         if (trackDownloads && (link.hasAttribute('download') || downloadExt.test(link.pathname))) {
-          send('custom', 'file-download', found);
+          var file = link.getAttribute('download') || link.pathname.split('/').pop();
+          send('click', 'download', { customData: { filename: file, url: link.href } });
         } else if (trackOutbound && link.host != location.host) {
-          send('custom', 'outbound-link', found);
+          send('click', 'outbound', { customData: { url: link.href } });
         }
       }
     };
