@@ -18,6 +18,7 @@ _LAYERS = {
     "skopos._lru": 0,
     "skopos._queue": 0,
     "skopos._stats": 0,
+    "skopos._signals": 0,
     "skopos._pocketbase": 1,
     "skopos._tracking": 2,
     "skopos._config": 2,

@@ -16,3 +16,18 @@ def test_lru_evicts_least_recently_used() -> None:
     assert cache.get("c") == 3
     cache.clear()
     assert len(cache) == 0
+
+
+def test_lru_bounded_by_bytes_evicts_until_it_fits() -> None:
+    cache: LruCache[str, str] = LruCache(100, max_bytes=10, weigh=len)
+    cache.put("a", "aaaa")
+    cache.put("b", "bbbb")
+    cache.put("a", "a")  # re-weighed in place
+    assert cache.bytes == 5
+    cache.put("c", "cccccc")  # 11 bytes: "b", the least recently used, goes
+    assert (cache.get("b"), cache.bytes, len(cache)) == (None, 7, 2)
+    cache.put("huge", "x" * 50)  # alone over the budget: nothing stays
+    assert (len(cache), cache.bytes) == (0, 0)
+    cache.put("d", "dd")
+    cache.discard("d")
+    assert cache.bytes == 0

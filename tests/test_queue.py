@@ -57,3 +57,15 @@ def test_put_keeps_the_lock_usable_after_a_full_queue() -> None:
     assert queue.take(5, timeout=0) == [1]
     assert queue.put(3)
     assert queue.drain() == [3]
+
+
+def test_queue_is_bounded_by_bytes_too() -> None:
+    queue: WorkQueue[str] = WorkQueue(maxsize=100, max_bytes=1000)
+    assert [queue.put(name, 400) for name in "abc"] == [True, True, False]
+    assert (queue.bytes, queue.rejected) == (800, 1)
+    assert queue.put("small", 200)  # what fits still fits
+    assert queue.take(1, timeout=0) == ["a"]
+    assert queue.bytes == 600
+    assert queue.put("d", 400)
+    assert queue.drain() == ["b", "small", "d"]
+    assert queue.bytes == 0

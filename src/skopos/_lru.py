@@ -1,4 +1,5 @@
-"""A small thread-safe, fork-safe LRU mapping: every cache in the SDK is bounded by one."""
+"""A small thread-safe, fork-safe LRU mapping: every cache in the SDK is bounded by one,
+by count and, where its entries vary in size with what clients send, by bytes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 __all__ = ["LruCache"]
@@ -15,7 +17,8 @@ _V = TypeVar("_V")
 
 
 class LruCache(Generic[_K, _V]):
-    """A small thread-safe least-recently-used mapping holding at most ``maxsize`` entries.
+    """A small thread-safe least-recently-used mapping holding at most ``maxsize`` entries
+    and, with ``weigh`` (an entry's bytes, from its value), at most ``max_bytes`` bytes.
 
     Only the bookkeeping runs under the lock; callers compute missing values outside it, so
     two threads missing the same key at once both compute it and the last write wins, which is
@@ -27,14 +30,37 @@ class LruCache(Generic[_K, _V]):
         >>> cache.put("a", 1); cache.put("b", 2); cache.put("c", 3)
         >>> cache.get("a") is None, cache.get("c"), len(cache)
         (True, 3, 2)
+        >>> sized: LruCache[str, str] = LruCache(10, max_bytes=8, weigh=len)
+        >>> sized.put("a", "xxxx"); sized.put("b", "yyyy"); sized.put("c", "z")
+        >>> sized.get("a") is None, sized.bytes
+        (True, 5)
     """
 
-    __slots__ = ("__weakref__", "_data", "_lock", "maxsize")
+    __slots__ = (
+        "__weakref__",
+        "_data",
+        "_lock",
+        "_weigh",
+        "_weights",
+        "bytes",
+        "max_bytes",
+        "maxsize",
+    )
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        max_bytes: int | None = None,
+        weigh: Callable[[_V], int] | None = None,
+    ) -> None:
         if maxsize < 0:
             raise ValueError(f"maxsize must be >= 0, got {maxsize}")
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self._weigh = weigh
+        self._weights: dict[_K, int] | None = {} if weigh is not None else None
+        self.bytes = 0  # the entries' weight, with ``weigh``
         self._data: OrderedDict[_K, _V] = OrderedDict()
         self._lock = threading.Lock()
         _caches.add(self)
@@ -48,24 +74,37 @@ class LruCache(Generic[_K, _V]):
             return value
 
     def put(self, key: _K, value: _V) -> None:
-        """Store ``value``, evicting the least recently used entries beyond ``maxsize``."""
+        """Store ``value``, evicting the least recently used entries beyond the bounds."""
         if self.maxsize == 0:
             return
+        weight = self._weigh(value) if self._weigh is not None else 0
         with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
+            data, weights = self._data, self._weights
+            data[key] = value
+            data.move_to_end(key)
+            if weights is not None:
+                self.bytes += weight - weights.get(key, 0)
+                weights[key] = weight
+            limit = self.max_bytes
+            while len(data) > self.maxsize or (limit is not None and self.bytes > limit and data):
+                evicted, _ = data.popitem(last=False)
+                if weights is not None:
+                    self.bytes -= weights.pop(evicted, 0)
 
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:
             self._data.clear()
+            if self._weights is not None:
+                self._weights.clear()
+            self.bytes = 0
 
     def discard(self, key: _K) -> None:
         """Forget ``key`` if present."""
         with self._lock:
             self._data.pop(key, None)
+            if self._weights is not None:
+                self.bytes -= self._weights.pop(key, 0)
 
     def __contains__(self, key: object) -> bool:
         return key in self._data

@@ -3,6 +3,10 @@
 Our own deque + Condition rather than ``queue.Queue``: the request path needs a
 non-blocking put that reports "full" without raising, and the worker needs to
 take everything available in one call.
+
+Bounded twice: by count (``maxsize``) and by the bytes its items hold (``max_bytes``; each
+``put`` says what its item holds), so a flood of large calls cannot take more memory than
+the budget while the worker cannot keep up (PocketBase away, not connected yet).
 """
 
 from __future__ import annotations
@@ -27,15 +31,24 @@ TAKE_AT_ONCE = 1000
 
 
 class WorkQueue(Generic[T]):
-    """A FIFO of at most ``maxsize`` items; ``put`` never blocks.
+    """A FIFO of at most ``maxsize`` items holding at most ``max_bytes``; ``put`` never blocks.
 
     ``accepted`` and ``rejected`` count puts that succeeded and that found the
-    queue full; both only change under the lock.
+    queue full; both only change under the lock. ``bytes`` is what the queued items hold.
+
+    Example::
+
+        >>> queue: WorkQueue[str] = WorkQueue(10, max_bytes=100)
+        >>> queue.put("a", 60), queue.put("b", 60), queue.take(10, 0.0), queue.bytes
+        (True, False, ['a'], 0)
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, *, max_bytes: int = 1 << 62) -> None:
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._items: deque[T] = deque()
+        self._sizes: deque[int] = deque()
         self._lock = threading.Lock()
         self._condition = threading.Condition(self._lock)
         self._worker_waiting = False
@@ -44,15 +57,18 @@ class WorkQueue(Generic[T]):
         self.accepted = 0
         self.rejected = 0
 
-    def put(self, item: T) -> bool:
-        """Append ``item``; False (and counted) when the queue is full."""
+    def put(self, item: T, size: int = 0) -> bool:
+        """Append ``item``, which holds ``size`` bytes; False (and counted) when the queue is
+        full (by count or by bytes)."""
         # The Condition's own lock, entered directly: Condition.__enter__/__exit__ are Python
         # calls, a quarter of a put. notify() only needs the lock held, whoever entered it.
         with self._lock:
-            if len(self._items) >= self.maxsize:
+            if len(self._items) >= self.maxsize or self.bytes + size > self.max_bytes:
                 self.rejected += 1
                 return False
             self._items.append(item)
+            self._sizes.append(size)
+            self.bytes += size
             self.accepted += 1
             if self._worker_waiting and len(self._items) >= self._wake_at:
                 self._condition.notify()
@@ -74,6 +90,8 @@ class WorkQueue(Generic[T]):
                     self._worker_waiting = False
             self._wakeup = False
             count = min(max_items, len(self._items))
+            sizes = self._sizes
+            self.bytes -= sum([sizes.popleft() for _ in range(count)])
             return [self._items.popleft() for _ in range(count)]
 
     def wake(self) -> None:
@@ -87,6 +105,8 @@ class WorkQueue(Generic[T]):
         with self._condition:
             items = list(self._items)
             self._items.clear()
+            self._sizes.clear()
+            self.bytes = 0
             return items
 
     def __len__(self) -> int:

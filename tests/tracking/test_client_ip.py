@@ -19,6 +19,8 @@ from skopos._tracking.client_ip import (
     PRIVATE_RANGES,
     ResolvedIp,
     TrustedProxies,
+    client_ip_header,
+    keep_tail,
     resolve_client_ip,
 )
 from skopos._tracking.ip_rules import normalize_ip
@@ -351,12 +353,12 @@ CASES: list[tuple[str, str | None, dict[str, str], TrustedProxies, str | None, s
     ),
     ("xff quoted", "10.0.0.1", {XFF: '"203.0.113.9"'}, PRIVATE, "203.0.113.9", XFF, False),
     (
-        "xff only separators: falls through",
+        "xff only separators: no client ip (x-real-ip not read)",
         "10.0.0.1",
         {XFF: ", ,", REAL: "203.0.113.9"},
         PRIVATE,
-        "203.0.113.9",
-        REAL,
+        None,
+        XFF,
         False,
     ),
     ("xff ipv6 peer", "::1", {XFF: "203.0.113.9"}, PRIVATE, "203.0.113.9", XFF, False),
@@ -369,7 +371,7 @@ CASES: list[tuple[str, str | None, dict[str, str], TrustedProxies, str | None, s
         XFF,
         False,
     ),
-    # Forwarded (RFC 7239) is preferred over X-Forwarded-For.
+    # Forwarded (RFC 7239), when the proxy is said to set it (the "forwarded" cases).
     (
         "forwarded simple",
         "10.0.0.1",
@@ -480,12 +482,12 @@ CASES: list[tuple[str, str | None, dict[str, str], TrustedProxies, str | None, s
         False,
     ),
     (
-        "forwarded without for: falls back to xff",
+        "forwarded without for: no client ip (xff not read)",
         "10.0.0.1",
         {FWD: "proto=https;host=example.com", XFF: "203.0.113.9"},
         PRIVATE,
-        "203.0.113.9",
-        XFF,
+        None,
+        FWD,
         False,
     ),
     (
@@ -525,7 +527,7 @@ CASES: list[tuple[str, str | None, dict[str, str], TrustedProxies, str | None, s
         FWD,
         False,
     ),
-    # X-Real-IP is the last resort.
+    # X-Real-IP, when the proxy is said to set it (the "real ip" cases).
     ("real ip", "10.0.0.1", {REAL: "203.0.113.9"}, PRIVATE, "203.0.113.9", REAL, False),
     (
         "real ip with port",
@@ -555,7 +557,83 @@ CASES: list[tuple[str, str | None, dict[str, str], TrustedProxies, str | None, s
         XFF,
         False,
     ),
-    ("trusted peer without headers: peer", "10.0.0.1", {}, PRIVATE, "10.0.0.1", "peer", False),
+    # Behind a trusted proxy, only the header it sets names the client; never the proxy.
+    ("trusted peer without headers: no client ip", "10.0.0.1", {}, PRIVATE, None, XFF, False),
+    (
+        "a client's forwarded is ignored behind an xff proxy",
+        "10.0.0.1",
+        {FWD: "for=6.6.6.6", XFF: "203.0.113.9"},
+        PRIVATE,
+        "203.0.113.9",
+        XFF,
+        False,
+    ),
+    (
+        "a client's for=unknown is ignored behind an xff proxy",
+        "10.0.0.1",
+        {FWD: "for=unknown", XFF: "203.0.113.9"},
+        PRIVATE,
+        "203.0.113.9",
+        XFF,
+        False,
+    ),
+    (
+        "a client's x-real-ip is ignored behind an xff proxy",
+        "10.0.0.1",
+        {REAL: "6.6.6.6", XFF: "203.0.113.9"},
+        PRIVATE,
+        "203.0.113.9",
+        XFF,
+        False,
+    ),
+    (
+        "real ip: a client's forwarded and xff are ignored",
+        "10.0.0.1",
+        {FWD: "for=6.6.6.6", XFF: "6.6.6.6", REAL: "203.0.113.9"},
+        PRIVATE,
+        "203.0.113.9",
+        REAL,
+        False,
+    ),
+    ("real ip missing: no client ip", "10.0.0.1", {XFF: "6.6.6.6"}, PRIVATE, None, REAL, False),
+    # An untrusted peer that a server-side proxy fix already resolved (uvicorn rewrites the
+    # client from X-Forwarded-For) is named by the header: the peer, and no attempt.
+    (
+        "uvicorn resolved the peer from xff: no attempt",
+        "198.51.100.4",
+        {XFF: "198.51.100.4"},
+        TrustedProxies(["127.0.0.1/32"]),
+        "198.51.100.4",
+        "peer",
+        False,
+    ),
+    (
+        "peer named among xff hops: no attempt",
+        "198.51.100.4",
+        {XFF: "6.6.6.6, 198.51.100.4"},
+        NONE,
+        "198.51.100.4",
+        "peer",
+        False,
+    ),
+    (
+        "peer not named by xff: attempt",
+        "198.51.100.4",
+        {XFF: "198.51.100.5"},
+        NONE,
+        "198.51.100.4",
+        "peer",
+        True,
+    ),
+    (
+        "peer named by x-real-ip: no attempt",
+        "198.51.100.4",
+        {REAL: "198.51.100.4"},
+        PRIVATE,
+        "198.51.100.4",
+        "peer",
+        False,
+    ),
     # CF-Connecting-IP: only from a Cloudflare edge with "cloudflare" configured.
     (
         "cf from edge",
@@ -632,9 +710,16 @@ CASES: list[tuple[str, str | None, dict[str, str], TrustedProxies, str | None, s
 ]
 
 
+def header_of(case_id: str) -> str:
+    """The header a case's proxy sets: named by the case's first words (default: xff)."""
+    if case_id.startswith("forwarded"):
+        return FWD
+    return REAL if case_id.startswith("real ip") else XFF
+
+
 @pytest.mark.parametrize(
-    ("peer", "headers", "trusted", "expected", "source", "spoof"),
-    [case[1:] for case in CASES],
+    ("peer", "headers", "trusted", "expected", "source", "spoof", "header"),
+    [(*case[1:], header_of(case[0])) for case in CASES],
     ids=[case[0] for case in CASES],
 )
 def test_resolve_client_ip(
@@ -644,9 +729,11 @@ def test_resolve_client_ip(
     expected: str | None,
     source: str,
     spoof: bool,
+    header: str,
 ) -> None:
-    result = resolve_client_ip(peer, headers, trusted)
+    result = resolve_client_ip(peer, headers, trusted, header)
     assert result == ResolvedIp(ip(expected) if expected else None, spoof, source)  # type: ignore[arg-type]
+    assert result.unresolved == (expected is None and source != "peer")
 
 
 # --- resolve_client_ip: bounds ---------------------------------------------------------------
@@ -663,7 +750,7 @@ def test_many_hops_still_finds_the_client_near_the_right() -> None:
     result = resolve_client_ip("10.0.0.1", {XFF: f"{junk}, 203.0.113.9, 10.0.0.2"}, PRIVATE)
     assert result.ip == ip("203.0.113.9")
     forwarded = ", ".join(["for=6.6.6.6"] * 5_000) + ", for=203.0.113.9"
-    assert resolve_client_ip("10.0.0.1", {FWD: forwarded}, PRIVATE).ip == ip("203.0.113.9")
+    assert resolve_client_ip("10.0.0.1", {FWD: forwarded}, PRIVATE, FWD).ip == ip("203.0.113.9")
 
 
 def test_exactly_max_hops_all_trusted_gives_leftmost() -> None:
@@ -682,7 +769,8 @@ def test_headers_that_are_bytes_or_odd_types() -> None:
         "203.0.113.9"
     )
     odd = {XFF: 12345, REAL: "203.0.113.9"}
-    assert resolve_client_ip("10.0.0.1", odd, PRIVATE).source == REAL  # type: ignore[arg-type]
+    assert resolve_client_ip("10.0.0.1", odd, PRIVATE).ip is None  # type: ignore[arg-type]
+    assert resolve_client_ip("10.0.0.1", odd, PRIVATE, REAL).source == REAL  # type: ignore[arg-type]
 
 
 def test_a_broken_mapping_does_not_raise() -> None:
@@ -725,10 +813,13 @@ def test_resolve_never_raises(
     if isinstance(result.ip, IPv6Address):
         assert result.ip.ipv4_mapped is None  # always normalised to IPv4
     peer_only = resolve_client_ip(peer, {}, trusted)
-    assert peer_only.source == "peer"
-    if not trusted.is_trusted(peer_only.ip):
+    if peer_only.source == "peer":
         assert result.ip == peer_only.ip
         assert result.source == "peer"
+    else:  # a trusted peer without headers names no client (never itself)
+        assert peer_only.unresolved
+    for header in (FWD, REAL, CF):
+        assert resolve_client_ip(peer, headers, trusted, header).source != "error"
 
 
 @given(peers, header_maps)
@@ -740,7 +831,11 @@ def test_without_trusted_proxies_the_peer_always_wins(
     expected = resolve_client_ip(peer, {}, NONE)
     assert result.ip == expected.ip
     assert expected.spoof_attempt is False
-    assert result.spoof_attempt == any(value.strip() for value in headers.values())
+    sent = any(value.strip() for value in headers.values())
+    if expected.ip is None or str(expected.ip) not in " ".join(headers.values()):
+        assert result.spoof_attempt == sent
+    else:  # headers naming the peer itself (a server resolved them already): no attempt
+        assert result.spoof_attempt <= sent
 
 
 @given(st.ip_addresses(), st.lists(st.ip_addresses(), max_size=8), st.ip_addresses())
@@ -795,3 +890,42 @@ def test_node_cache_keeps_only_parsed_short_text() -> None:
     assert _client_ip._parse_node(" " * 300 + "192.0.2.1") == IPv4Address("192.0.2.1")
     assert _client_ip._parse_node("[::ffff:192.0.2.1]:80") == IPv4Address("192.0.2.1")
     assert len(_client_ip._nodes) == 1
+
+
+# --- headers cut to their end, and the header a proxy sets -----------------------------------
+
+
+def test_a_long_header_keeps_its_end_and_marks_the_cut() -> None:
+    forged = ", ".join(["6.6.6.6"] * 1000)
+    kept = keep_tail(f"{forged}, 203.0.113.9, 10.0.0.2")
+    assert kept.startswith("for=unknown, 6.6.6.6")
+    assert kept.endswith("6.6.6.6, 203.0.113.9, 10.0.0.2")
+    result = resolve_client_ip("10.0.0.1", {XFF: f"{forged}, 203.0.113.9, 10.0.0.2"}, PRIVATE)
+    assert result.ip == ip("203.0.113.9")
+    # All trusted up to the cut: the client is on the far side of it, unknown.
+    trusted_hops = ", ".join(["10.0.0.9"] * 1000)
+    assert resolve_client_ip("10.0.0.1", {XFF: trusted_hops}, PRIVATE).ip is None
+    assert keep_tail("203.0.113.9") == "203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [
+        ("X-Forwarded-For", XFF),
+        ("x-real-ip", REAL),
+        ("Forwarded", FWD),
+        ("cf-connecting-ip", CF),
+        ("nginx", REAL),
+        ("Caddy", XFF),
+        ("traefik", XFF),
+        ("aws-alb", XFF),
+        ("cloudflare", CF),
+    ],
+)
+def test_client_ip_header_names_and_presets(name: str, header: str) -> None:
+    assert client_ip_header(name) == header
+
+
+def test_an_unknown_client_ip_header_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown client_ip_header"):
+        client_ip_header("x-client-ip")

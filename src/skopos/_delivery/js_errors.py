@@ -1,15 +1,21 @@
-"""JS errors: grouped by message + top stack frame, counted in memory, written per interval.
+"""JS errors: grouped by message + top stack frame, counted in memory between writes.
 
 One ``js_errors`` record per (website, group): its id is derived from both, so
 every process writes the same record; a write upserts the group's latest
 details and increments ``count`` with PocketBase's ``count+`` modifier, in the
-same transaction.
+same transaction. By default groups aggregate only within a batch and go with it
+(``js_error_batch_interval`` 0); a longer interval holds them in memory that long.
+
+Held groups are bounded by count (``MAX_GROUPS``) and by bytes (``MAX_GROUP_BYTES``: a
+group holds a message, a stack trace and a URL of up to ~50 KB with 4-byte characters):
+either bound reached makes the aggregator ``full``, and the worker writes it at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from dataclasses import dataclass, field
 
 from skopos._delivery.writes import PendingWrite
@@ -25,6 +31,10 @@ _FRAME = re.compile(r"(?:^\s*at\s)|@|:\d+:\d+")
 # Cache-busting query strings (app.js?v=123) must not split a group.
 _QUERY_IN_FRAME = re.compile(r"\?[^:\s)]*")
 MAX_GROUPS = 10_000
+MAX_GROUP_BYTES = 8 << 20
+# A group's memory besides its strings, and one more occurrence's spool reference.
+_GROUP_OVERHEAD = 512
+_REF_BYTES = 72
 
 
 def top_frame(stack_trace: str | None, message: str) -> str:
@@ -92,6 +102,7 @@ class ErrorAggregator:
 
     def __init__(self) -> None:
         self._groups: dict[tuple[str, str], ErrorGroup] = {}
+        self.bytes = 0  # what the held groups hold, roughly
 
     def add(self, activity: Activity) -> None:
         """Count one occurrence (a sessionized ``jsError`` activity)."""
@@ -105,6 +116,7 @@ class ErrorAggregator:
                 site_record_id, key_hash, message, stack_trace, url, session_id, seen_at
             )
             self._groups[(site_record_id, key_hash)] = group
+            self.bytes += _GROUP_OVERHEAD + _text_bytes(message, stack_trace, url)
         group.count += 1
         if activity.recovered:
             group.recovered += 1
@@ -112,18 +124,21 @@ class ErrorAggregator:
             if group.refs is None:
                 group.refs = []
             group.refs.append(activity.spool_ref)
+            self.bytes += _REF_BYTES
         if seen_at >= group.last_seen:
+            before = _text_bytes(None, group.stack_trace, group.url)
             group.last_seen, group.url, group.session_id = (
                 seen_at,
                 url,
                 session_id or group.session_id,
             )
             group.stack_trace = stack_trace or group.stack_trace
+            self.bytes += _text_bytes(None, group.stack_trace, group.url) - before
 
     @property
     def full(self) -> bool:
-        """Too many groups held: write them now rather than grow."""
-        return len(self._groups) >= MAX_GROUPS
+        """Too many groups, or bytes, held: write them now rather than grow."""
+        return len(self._groups) >= MAX_GROUPS or self.bytes >= MAX_GROUP_BYTES
 
     @property
     def occurrences(self) -> int:
@@ -134,4 +149,10 @@ class ErrorAggregator:
         """Remove and return every group."""
         groups = list(self._groups.values())
         self._groups.clear()
+        self.bytes = 0
         return groups
+
+
+def _text_bytes(*texts: str | None) -> int:
+    """The memory of ``texts`` (1, 2 or 4 bytes a character)."""
+    return sum(sys.getsizeof(text) for text in texts if text)

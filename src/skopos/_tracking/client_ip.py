@@ -2,17 +2,21 @@
 
 By default the peer address the server saw (``REMOTE_ADDR`` / the ASGI ``client``) is the
 client, and forwarding headers are ignored: anyone can send ``X-Forwarded-For``. Only when
-the peer is one of the configured :class:`TrustedProxies` are headers read, in this order:
+the peer is one of the configured :class:`TrustedProxies` is a header read, and only one:
+the header those proxies set (``client_ip_header``, default ``X-Forwarded-For``; see
+:data:`HEADER_PRESETS` for what nginx, Caddy, Traefik, Cloudflare and AWS ALB set). Every
+other forwarding header is whatever the client sent, passed on by the proxy: reading it
+would let the client choose its address. The exception is ``CF-Connecting-IP`` from a
+Cloudflare edge address when "cloudflare" is trusted: Cloudflare overwrites it.
 
-1. ``CF-Connecting-IP`` -- only when "cloudflare" is configured and the peer itself is a
-   Cloudflare edge address (Cloudflare overwrites that header, so it is authoritative).
-2. ``Forwarded`` (RFC 7239) -- its ``for=`` nodes, walked from the right.
-3. ``X-Forwarded-For`` -- walked from the right.
-4. ``X-Real-IP``.
+``X-Forwarded-For`` and ``Forwarded`` (RFC 7239, its ``for=`` nodes) are walked from the
+right: each proxy appends the address it received the request from, so everything right of
+the first untrusted hop was written by proxies we trust, and that first untrusted hop is
+the client. Anything left of it is whatever the client claimed. A header cut to its last
+:data:`MAX_HEADER_CHARS` (``keep_tail``) says so with an unknown hop where the cut was.
 
-Walking from the right: each proxy appends the address it received the request from, so
-everything right of the first untrusted hop was written by proxies we trust, and that
-first untrusted hop is the client. Anything left of it is whatever the client claimed.
+Behind a trusted proxy, a named header that is missing, empty or names no usable address
+gives no client IP at all (never the proxy's own address): ``ResolvedIp.unresolved``.
 """
 
 from __future__ import annotations
@@ -26,14 +30,18 @@ from skopos._lru import LruCache
 from skopos._tracking.ip_rules import IPAddress, IPNetwork, IpRangeSet, normalize_ip, parse_network
 
 __all__ = [
+    "CLIENT_IP_HEADERS",
     "CLOUDFLARE_RANGES",
     "FORWARDING_HEADERS",
+    "HEADER_PRESETS",
     "MAX_HEADER_CHARS",
     "MAX_HOPS",
     "PRESETS",
     "PRIVATE_RANGES",
     "ResolvedIp",
     "TrustedProxies",
+    "client_ip_header",
+    "keep_tail",
     "resolve_client_ip",
 ]
 
@@ -87,18 +95,35 @@ PRESETS: Mapping[str, tuple[str, ...]] = {
     "unix": (),
 }
 
-# The (lowercase) header names the request snapshot should copy for resolve_client_ip.
+# The (lowercase) header names the request snapshot should copy for resolve_client_ip: the
+# one list of forwarding header names.
 FORWARDING_HEADERS: tuple[str, ...] = (
     "forwarded",
     "x-forwarded-for",
     "x-real-ip",
     "cf-connecting-ip",
 )
+# What ``client_ip_header`` may name: each of them, or a preset.
+CLIENT_IP_HEADERS = FORWARDING_HEADERS
+# The header each reverse proxy sets, as it is usually configured: nginx sets nothing on its
+# own (``proxy_set_header X-Real-IP $remote_addr;`` is its documented way; with
+# ``X-Forwarded-For $proxy_add_x_forwarded_for`` use the default instead); Caddy, Traefik and
+# AWS's Application Load Balancer append to X-Forwarded-For; Cloudflare sets
+# CF-Connecting-IP.
+HEADER_PRESETS: Mapping[str, str] = {
+    "nginx": "x-real-ip",
+    "caddy": "x-forwarded-for",
+    "traefik": "x-forwarded-for",
+    "aws-alb": "x-forwarded-for",
+    "cloudflare": "cf-connecting-ip",
+}
 
 # More hops than any real proxy chain; beyond this only the rightmost are looked at.
 MAX_HOPS = 30
 # Headers longer than this are cut to their rightmost part (the part trusted proxies wrote).
 MAX_HEADER_CHARS = 4096
+# Stands for what ``keep_tail`` cut off: an unknown hop in both header syntaxes.
+_CUT_MARK = "for=unknown,"
 _MAX_NODE_CHARS = 100
 
 _PRESET_NAME = re.compile(r"[A-Za-z][A-Za-z_-]*")
@@ -113,6 +138,41 @@ _NODE_CACHE_SIZE = 8192
 _nodes: LruCache[str, IPAddress] = LruCache(_NODE_CACHE_SIZE)
 
 Source = Literal["peer", "cf-connecting-ip", "forwarded", "x-forwarded-for", "x-real-ip", "error"]
+
+
+def client_ip_header(name: str) -> str:
+    """The header name ``client_ip_header`` means: one of :data:`CLIENT_IP_HEADERS` or a
+    preset of :data:`HEADER_PRESETS`, any case; ``ValueError`` otherwise.
+
+    >>> client_ip_header("X-Real-IP"), client_ip_header("caddy")
+    ('x-real-ip', 'x-forwarded-for')
+    >>> client_ip_header("x-client-ip")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: unknown client_ip_header 'x-client-ip' (headers: forwarded, ...)
+    """
+    key = name.strip().lower()
+    if key in CLIENT_IP_HEADERS:
+        return key
+    if key in HEADER_PRESETS:
+        return HEADER_PRESETS[key]
+    raise ValueError(
+        f"unknown client_ip_header {name[:64]!r} (headers: {', '.join(CLIENT_IP_HEADERS)};"
+        f" presets: {', '.join(HEADER_PRESETS)})"
+    )
+
+
+def keep_tail(value: str, limit: int = MAX_HEADER_CHARS) -> str:
+    """A forwarding header cut to about its last ``limit`` characters, the part our own
+    proxies appended, with an unknown hop standing for what was cut (never a partial
+    address: the cut goes on to the next comma).
+
+    >>> keep_tail("6.6.6.6, 6.6.6.6, 203.0.113.9, 10.0.0.2", 25)
+    'for=unknown, 203.0.113.9, 10.0.0.2'
+    """
+    if len(value) <= limit:
+        return value
+    _, comma, rest = value[len(value) - limit :].partition(",")
+    return _CUT_MARK + rest if comma else _CUT_MARK[:-1]
 
 
 class TrustedProxies:
@@ -208,10 +268,12 @@ class ResolvedIp:
     """The outcome of :func:`resolve_client_ip`.
 
     ``ip`` is the normalised client address, or None when it cannot be known (no usable
-    peer, or a trusted proxy reported ``unknown``/an obfuscated identifier). ``spoof_attempt``
-    is True when a peer we do not trust sent forwarding headers, which were ignored; with
-    no trusted proxies configured, a steady stream of these usually means the app runs
-    behind a proxy that should be configured. ``source`` says where ``ip`` came from.
+    peer, or a trusted proxy's header missing or naming ``unknown``, an obfuscated
+    identifier or garbage). ``spoof_attempt`` is True when a peer we do not trust sent
+    forwarding headers that were ignored (not when they name that peer: a server that
+    applies proxy headers itself, as uvicorn does, leaves them in place); a steady stream of
+    these usually means the app runs behind a proxy that should be configured. ``source``
+    says where ``ip`` came from: ``peer``, or the header read.
 
     Example::
 
@@ -223,15 +285,28 @@ class ResolvedIp:
     spoof_attempt: bool = False
     source: Source = "peer"
 
+    @property
+    def unresolved(self) -> bool:
+        """Behind a trusted proxy, but no usable client address (a blacklist cannot apply).
+
+        >>> resolve_client_ip("10.0.0.1", {}, TrustedProxies("private")).unresolved
+        True
+        """
+        return self.ip is None and self.source != "peer"
+
 
 def resolve_client_ip(
-    peer: str | None, headers: Mapping[str, str], trusted: TrustedProxies
+    peer: str | None,
+    headers: Mapping[str, str],
+    trusted: TrustedProxies,
+    header: str = "x-forwarded-for",
 ) -> ResolvedIp:
     """Decide the client address for one request; never raises.
 
     ``peer`` is the address the server accepted the connection from (a port, brackets or
-    an IPv4-mapped form are fine); ``headers`` maps lowercase names to values, and only
-    :data:`FORWARDING_HEADERS` are read (repeated headers joined with ", " as frameworks do).
+    an IPv4-mapped form are fine); ``headers`` maps lowercase names to values (repeated
+    headers joined with ", " as frameworks do); ``header`` is the one a trusted peer's
+    address is read from (a name of :data:`CLIENT_IP_HEADERS`).
 
     Example::
 
@@ -240,20 +315,21 @@ def resolve_client_ip(
         ...     "10.0.0.2", {"x-forwarded-for": "6.6.6.6, 203.0.113.9, 10.0.0.1"}, trusted
         ... ).ip
         IPv4Address('203.0.113.9')
+        >>> resolve_client_ip("10.0.0.2", {"forwarded": "for=6.6.6.6"}, trusted)
+        ResolvedIp(ip=None, spoof_attempt=False, source='x-forwarded-for')
     """
     try:
-        return _resolve(peer, headers, trusted)
+        return _resolve(peer, headers, trusted, header)
     except Exception:  # a malformed request must never break the worker
         return ResolvedIp(None, False, "error")
 
 
-def _resolve(peer: str | None, headers: Mapping[str, str], trusted: TrustedProxies) -> ResolvedIp:
+def _resolve(
+    peer: str | None, headers: Mapping[str, str], trusted: TrustedProxies, header: str
+) -> ResolvedIp:
     peer_ip = _parse_node(peer) if isinstance(peer, str) else None
     if not trusted.is_trusted(peer_ip):
-        sent_headers = bool(headers) and any(
-            _header(headers, name) is not None for name in FORWARDING_HEADERS
-        )
-        return ResolvedIp(peer_ip, sent_headers, "peer")
+        return ResolvedIp(peer_ip, bool(headers) and _spoofed(headers, peer_ip), "peer")
 
     if trusted.is_cloudflare_edge(peer_ip):
         cf_value = _header(headers, "cf-connecting-ip")
@@ -261,23 +337,50 @@ def _resolve(peer: str | None, headers: Mapping[str, str], trusted: TrustedProxi
         if cf_ip is not None:
             return ResolvedIp(cf_ip, False, "cf-connecting-ip")
 
-    forwarded = _header(headers, "forwarded")
-    if forwarded is not None:
-        hops, truncated = _forwarded_hops(forwarded)
-        if hops:
-            return ResolvedIp(_walk(hops, truncated, trusted), False, "forwarded")
+    source: Source
+    if header == "forwarded":
+        source = "forwarded"
+        value = _header(headers, "forwarded")
+        if value is None:
+            return ResolvedIp(None, False, source)
+        hops, truncated = _forwarded_hops(value)
+        return ResolvedIp(_walk(hops, truncated, trusted) if hops else None, False, source)
+    if header in ("x-real-ip", "cf-connecting-ip"):
+        source = "x-real-ip" if header == "x-real-ip" else "cf-connecting-ip"
+        value = _header(headers, header)
+        return ResolvedIp(_parse_node(_last_item(value)) if value else None, False, source)
+    source = "x-forwarded-for"
+    value = _header(headers, "x-forwarded-for")
+    if value is None:
+        return ResolvedIp(None, False, source)
+    hops, truncated = _x_forwarded_for_hops(value)
+    return ResolvedIp(_walk(hops, truncated, trusted) if hops else None, False, source)
 
-    x_forwarded_for = _header(headers, "x-forwarded-for")
-    if x_forwarded_for is not None:
-        hops, truncated = _x_forwarded_for_hops(x_forwarded_for)
-        if hops:
-            return ResolvedIp(_walk(hops, truncated, trusted), False, "x-forwarded-for")
 
-    real_ip = _header(headers, "x-real-ip")
-    if real_ip is not None:
-        return ResolvedIp(_parse_node(_last_item(real_ip)), False, "x-real-ip")
+def _spoofed(headers: Mapping[str, str], peer_ip: IPAddress | None) -> bool:
+    """Whether an untrusted peer sent forwarding headers that do not name it.
 
-    return ResolvedIp(peer_ip, False, "peer")
+    A server that resolved them itself (uvicorn's ``--proxy-headers``, on by default for
+    127.0.0.1; Werkzeug's ``ProxyFix``) passes the client's address as the peer and leaves
+    the headers as they came, naming it: that is no attempt, and the peer is the client.
+    """
+    sent = False
+    for name in FORWARDING_HEADERS:
+        value = _header(headers, name)
+        if value is None:
+            continue
+        sent = True
+        if peer_ip is None:
+            continue
+        if name == "forwarded":
+            named = _forwarded_hops(value)[0]
+        elif name == "x-forwarded-for":
+            named = _x_forwarded_for_hops(value)[0]
+        else:
+            named = [_parse_node(_last_item(value))]
+        if peer_ip in named:
+            return False
+    return sent
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -289,9 +392,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = value.strip()
     if not value:
         return None
-    if len(value) > MAX_HEADER_CHARS:
-        value = value[-MAX_HEADER_CHARS:]
-    return value
+    return keep_tail(value)
 
 
 def _last_item(value: str) -> str:

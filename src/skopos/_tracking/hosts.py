@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Address, IPv6Address
+from urllib.parse import urlsplit, urlunsplit
 
 from skopos._tracking.ip_rules import normalize_ip
 
@@ -18,6 +19,7 @@ __all__ = [
     "normalize_domain",
     "normalize_hostname",
     "split_host_port",
+    "traffic_source",
 ]
 
 _MAX_INPUT_CHARS = 2048  # as long as a URL may be
@@ -178,3 +180,21 @@ def is_localhost(host: str) -> bool:
         return False
     address = normalize_ip(normalized)
     return address is not None and (address.is_loopback or address.is_unspecified)
+
+
+def traffic_source(referrer: str | None, site_domain: str | None) -> str:
+    """The referrer as stored: without query or fragment (they may carry personal data),
+    and empty for the site's own pages, which are navigation, not a source.
+
+    >>> traffic_source("https://news.example.org/a?token=x#y", "example.com")
+    'https://news.example.org/a'
+    >>> traffic_source("https://www.example.com/pricing", "example.com")
+    ''
+    """
+    if not referrer:
+        return ""
+    parts = urlsplit(referrer)
+    host = parts.hostname or ""
+    if site_domain and host_matches_domain(host, site_domain):
+        return ""
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

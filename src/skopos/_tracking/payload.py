@@ -22,7 +22,9 @@ Decisions where the browser script leaves room:
   ``/#!/users/42``) is part of the path, minus any ``?query`` inside it, because hash-routed
   SPAs have no other path. Any other fragment (an in-page anchor) is dropped.
 - Credentials in a URL (``https://user:pass@host/``) are removed from ``url`` and
-  ``referrer``; the rest of the URL is kept as sent.
+  ``referrer``; the rest of the URL is kept as sent, except that characters beyond ASCII
+  are percent-encoded (UTF-8), as browsers do (an IDN host becomes punycode), so ``url``,
+  ``path`` and ``referrer`` are ASCII, at most 2,048 bytes, wherever they are held.
 - Hosts are lowercased, stripped of port and trailing dot, IDN hosts converted to
   punycode with the standard library's IDNA 2003 codec (browsers already send punycode).
 """
@@ -36,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, TypeAlias, TypeVar, get_args
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from skopos._tracking.hosts import normalize_hostname, split_host_port
 
@@ -121,6 +123,7 @@ _UNSAFE_TEXT_KEEP_LINES = re.compile(
 )
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]|\s|[\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_NON_ASCII = re.compile("[^\x00-\x7f]+")
 _JSON_PLAIN_ASCII = re.compile(r'[^\x00-\x1f"\\<>&]*')
 _JSON_CONTROL = re.compile(r"[\x00-\x1f]")
 _JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
@@ -502,7 +505,22 @@ def _parse_http_url(value: object, field: str) -> tuple[str, str, str]:
     fragment = parts.fragment
     if fragment.startswith(("/", "!/")):
         path = f"{path}#{fragment.partition('?')[0]}"
+    if not url.isascii():
+        if not hostport.isascii():  # an IDN host as sent: its punycode form, as browsers send
+            assert host_text is not None
+            url = url.replace(hostport, hostport.replace(host_text, host, 1), 1)
+        url = _percent_encode(url)
+        path = _percent_encode(path)
+        if len(url) > MAX_URL_CHARS:
+            raise _Reject(
+                "url_too_long", f"{field} is {len(url)} characters encoded, over {MAX_URL_CHARS}"
+            )
     return url, host, path
+
+
+def _percent_encode(text: str) -> str:
+    """``text`` with every run of non-ASCII characters percent-encoded as UTF-8."""
+    return _NON_ASCII.sub(lambda match: quote(match.group(), safe=""), text)
 
 
 def _referrer(value: object) -> str | None:

@@ -80,14 +80,16 @@ class SiteRegistry:
         """Whether the realtime stream is subscribed right now."""
         return self._subscription is not None and self._subscription.connected
 
-    def get(self, tracking_id: str) -> SiteRules | None:
-        """The rules for ``tracking_id``, loading them on first use; None if no such site."""
+    def get(self, tracking_id: str, *, fresh: bool = False) -> SiteRules | None:
+        """The rules for ``tracking_id``, loading them on first use; None if no such site.
+
+        An unknown id is asked again only after a minute, unless ``fresh``."""
         with self._lock:
             rules = self._sites.get(tracking_id)
             retry_at = self._unknown.get(tracking_id)
         if rules is not None:
             return rules
-        if retry_at is not None and self._clock() < retry_at:
+        if retry_at is not None and self._clock() < retry_at and not fresh:
             return None
         return self._load(tracking_id)
 

@@ -4,7 +4,7 @@ The endpoint ``skopos.js`` posts to:
 
 - accepts ``POST`` with ``application/json`` or ``text/plain`` (sendBeacon) bodies,
   at most ``max_body_bytes`` (16 KiB; larger: 413, judged from Content-Length
-  before anything is read);
+  before anything is read; a Content-Length that is not ASCII digits: 400);
 - answers ``204`` at once: the body is queued unparsed, validation happens in the
   SDK's background worker;
 - answers CORS preflights and adds CORS headers for ``cors_origins`` (none by
@@ -22,6 +22,7 @@ Adapters call ``precheck`` with the method and headers, read the body (at most
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,6 +38,7 @@ __all__ = [
     "Response",
     "accept",
     "client_script",
+    "content_length",
     "precheck",
     "script_response",
 ]
@@ -45,6 +47,9 @@ DEFAULT_EVENT_PATH = "/api/event"
 DEFAULT_SCRIPT_PATH = "/skopos.js"
 _ACCEPTED_TYPES = frozenset({"application/json", "text/plain"})
 _SCRIPT_CACHE_CONTROL = "public, max-age=604800"
+# ASCII digits only: str.isdigit() also accepts "²" (int() refuses it) and other scripts'
+# digits (int() reads them).
+_LENGTH = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,24 @@ def _cors_headers(config: EndpointConfig, headers: Mapping[str, str]) -> list[tu
     return cors
 
 
+def content_length(headers: Mapping[str, str]) -> int | None:
+    """The request's Content-Length: None when absent, -1 when malformed.
+
+    >>> content_length({"content-length": " 42 "}), content_length({})
+    (42, None)
+    >>> content_length({"content-length": "\u00b2"}), content_length({"content-length": "-1"})
+    (-1, -1)
+    """
+    value = headers.get("content-length")
+    if value is None or value == "":
+        return None
+    text = value.strip() if isinstance(value, str) else ""
+    return int(text) if _LENGTH.fullmatch(text) else -1
+
+
 def precheck(config: EndpointConfig, method: str, headers: Mapping[str, str]) -> Response | None:
-    """Answer without reading the body (preflight, wrong method/type, too large), or None.
+    """Answer without reading the body (preflight, wrong method/type, a bad or too large
+    Content-Length), or None. Never raises, whatever the headers hold.
 
     ``headers`` maps lower-case names to values.
     """
@@ -134,8 +155,10 @@ def precheck(config: EndpointConfig, method: str, headers: Mapping[str, str]) ->
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type and media_type not in _ACCEPTED_TYPES:
         return Response(415, cors)
-    length = headers.get("content-length", "")
-    if length.isdigit() and int(length) > config.max_body_bytes:
+    length = content_length(headers)
+    if length is not None and length < 0:
+        return Response(400, cors)
+    if length is not None and length > config.max_body_bytes:
         return Response(413, cors)
     return None
 

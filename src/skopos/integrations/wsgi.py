@@ -19,6 +19,7 @@ from skopos.integrations.endpoint import (
     EndpointConfig,
     Response,
     accept,
+    content_length,
     precheck,
     script_response,
 )
@@ -34,6 +35,7 @@ _REASONS = {
     200: "OK",
     204: "No Content",
     304: "Not Modified",
+    400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
     411: "Length Required",
@@ -97,12 +99,12 @@ class SkoposMiddleware:
         sdk = resolve_sdk(self.sdk)
         if sdk is None:
             return Response(503)
-        length = headers.get("content-length", "")
+        length = content_length(headers)  # valid, or precheck answered 400
         stream = environ.get("wsgi.input")
         if stream is None:
             body = b""
-        elif length.isdigit():
-            body = stream.read(int(length))
+        elif length is not None:
+            body = stream.read(length)
         elif environ.get("wsgi.input_terminated"):
             body = stream.read(self.config.max_body_bytes + 1)
         else:
