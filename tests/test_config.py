@@ -20,7 +20,8 @@ def test_argument_beats_environment_beats_default() -> None:
     env = {"SKOPOS_BATCH_INTERVAL": "2.5", "SKOPOS_SESSION_TIMEOUT": "60", "SKOPOS_BATCH": "yes"}
     options = resolve_options({**REQUIRED, "session_timeout": 30}, env)
     assert (options.session_timeout, options.batch_interval, options.batch) == (30.0, 2.5, True)
-    assert options.js_error_batch_interval == 300.0
+    assert options.js_error_batch_interval == 0.0  # error groups go with the next write
+    assert (options.client_ip_header, options.handle_sigterm) == ("x-forwarded-for", True)
 
 
 def test_required_options_come_from_the_environment() -> None:

@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from skopos._exceptions import ConfigurationError
-from skopos._tracking.client_ip import TrustedProxies
+from skopos._tracking.client_ip import TrustedProxies, client_ip_header
 
-__all__ = ["OPTION_NAMES", "SkoposOptions", "check_options", "resolve_options"]
+__all__ = ["OPTION_NAMES", "SkoposOptions", "check_options", "resolve_option", "resolve_options"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -36,17 +36,20 @@ class SkoposOptions:
     batch_interval: float = 10.0
     max_batch_size: int = 100
     session_timeout: float = 1800.0
-    js_error_batch_interval: float = 300.0
+    js_error_batch_interval: float = 0.0
     config_refresh_interval: float = 900.0
     realtime: bool = True
     max_queue_size: int = 10_000
+    max_queue_bytes: int = 32 << 20
     request_timeout: float = 10.0
     trusted_proxies: tuple[str, ...] = ()
+    client_ip_header: str = "x-forwarded-for"
     spool_dir: str | None = None
     spool_max_bytes: int = 256 << 20
     worker_process: bool = False
     country_lookup: bool = True
     geoip_database: str | None = None
+    handle_sigterm: bool = True
     strict: bool = False
 
 
@@ -57,9 +60,10 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "batch_interval": (0.01, 3600.0),
     "max_batch_size": (1, 1000),
     "session_timeout": (1.0, 7 * 86400.0),
-    "js_error_batch_interval": (0.01, 86400.0),
+    "js_error_batch_interval": (0.0, 86400.0),
     "config_refresh_interval": (0.5, 86400.0),
     "max_queue_size": (1, 10_000_000),
+    "max_queue_bytes": (1 << 20, 1 << 36),
     "request_timeout": (0.1, 300.0),
     "spool_max_bytes": (1 << 20, 1 << 40),
 }
@@ -97,6 +101,8 @@ def _coerce(option: str, value: Any, source: str) -> Any:
         text = str(value).strip()
         if not text:
             raise ValueError("must not be empty")
+        if option == "client_ip_header":
+            return client_ip_header(text)  # ValueError names the known headers and presets
         return text
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{option} ({source}) is invalid: {value!r}: {exc}") from None
@@ -123,6 +129,24 @@ def check_options(options: Mapping[str, Any], *, where: str = "") -> None:
     for option, value in options.items():
         if value is not None:
             _coerce(option, value, where or "argument")
+
+
+def resolve_option(
+    option: str, arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Any:
+    """One option's value from ``arguments``, the environment or its default (for an
+    integration that needs it before the SDK starts).
+
+    >>> resolve_option("handle_sigterm", {}, environ={"SKOPOS_HANDLE_SIGTERM": "off"})
+    False
+    """
+    environ = os.environ if environ is None else environ
+    given = arguments.get(option)
+    if given is not None:
+        return _coerce(option, given, "argument")
+    if environ.get(_env_name(option)):
+        return _coerce(option, environ[_env_name(option)], _env_name(option))
+    return _FIELDS[option].default
 
 
 def resolve_options(

@@ -28,19 +28,26 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from skopos._config import SkoposOptions, resolve_options
+import skopos._signals as _signals
+from skopos._config import SkoposOptions, resolve_option, resolve_options
 from skopos._delivery.spool import check_spool_dir
-from skopos._exceptions import ConfigurationError, PocketBaseNotFound
-from skopos._pocketbase.client import PocketBaseClient
 from skopos._runtime.base import Runtime
 from skopos._runtime.process import ProcessRuntime
 from skopos._runtime.thread import ThreadRuntime, new_client
 from skopos._stats import DropReason, SkoposStats
-from skopos._tracking.activity import CallKind, TrackCall
-from skopos._tracking.salt import load_or_create_salt
+from skopos._tracking.activity import (
+    CALL_BYTES,
+    MEASURED_BACKLOG,
+    NOMINAL_PAYLOAD_BYTES,
+    CallKind,
+    TrackCall,
+    payload_size,
+)
+from skopos._tracking.geo import open_database
+from skopos._tracking.payload import MAX_RAW_BYTES
 from skopos._tracking.snapshot import capture_request
 
-__all__ = ["SkoposSDK"]
+__all__ = ["SkoposSDK", "install_sigterm_handler"]
 
 logger = logging.getLogger("skopos")
 
@@ -63,48 +70,74 @@ def _rebuild_after_fork() -> None:
 os.register_at_fork(after_in_child=_rebuild_after_fork)
 
 
+def _oversized(payload: object) -> bool:
+    """A body over ``MAX_RAW_BYTES`` (given that its ``payload_size`` is): bytes, or
+    characters, which never outnumber UTF-8 bytes; a mapping by its top-level strings."""
+    if isinstance(payload, (bytes, bytearray, str)):
+        return len(payload) > MAX_RAW_BYTES
+    if isinstance(payload, memoryview):
+        return payload.nbytes > MAX_RAW_BYTES
+    if isinstance(payload, Mapping):
+        strings = (v for v in payload.values() if isinstance(v, (str, bytes, bytearray)))
+        return sum(map(len, strings)) > MAX_RAW_BYTES
+    return False
+
+
+def install_sigterm_handler(options: Mapping[str, Any] | None = None) -> bool:
+    """From the main thread, where nothing handles SIGTERM yet: make it a normal exit while
+    an SDK is live in this process, so ``atexit`` flushes it (``_signals``), unless the
+    ``handle_sigterm`` option (in ``options``, else ``SKOPOS_HANDLE_SIGTERM``) is off. True
+    if installed now. Integrations that start the SDK lazily call it when they are set up,
+    in the main thread (the SDK itself may start in a request thread, where Python allows
+    no signal handler to be installed).
+
+    Example::
+
+        install_sigterm_handler(sdk_options)  # Flask's init_app, Django's AppConfig.ready
+    """
+    if options is not None and not resolve_option("handle_sigterm", options):
+        return False
+    return _signals.install(lambda: bool(_LIVE))
+
+
 class SkoposSDK:
     """Server-side Skopos tracking for one PocketBase and one default site.
 
     Create it once per process with ``SkoposSDK.init(...)`` (or ``await
     SkoposSDK.ainit(...)``). Tracking methods return in microseconds and never
-    raise; a background thread does the parsing, filtering, sessionizing and
-    writing. Use it as a context manager, or call ``shutdown()``, to flush at exit;
-    an ``atexit`` hook also flushes for up to a second.
+    raise; a background thread connects to PocketBase and does the parsing, filtering,
+    sessionizing and writing. Use it as a context manager, or call ``shutdown()``, to
+    flush at exit; an ``atexit`` hook also flushes for up to a second.
     """
 
-    def __init__(self, options: SkoposOptions, client: PocketBaseClient) -> None:
-        """Use ``SkoposSDK.init``; this constructor assumes an authenticated client."""
+    def __init__(self, options: SkoposOptions, *, wait: bool = False) -> None:
+        """Use ``SkoposSDK.init``: it resolves the options; ``wait`` connects here."""
         self.options = options
-        try:
-            salt = load_or_create_salt(client)
-        except PocketBaseNotFound as exc:
-            raise ConfigurationError(
-                f"PocketBase at {options.pocketbase_url} lacks the Skopos schema;"
-                " run `skopos setup` first"
-            ) from exc
-        runtime = ThreadRuntime(options, client, salt)
-        if runtime.sites.get(options.site_id) is None:
-            raise ConfigurationError(
-                f"no website with tracking id {options.site_id!r} in PocketBase at"
-                f" {options.pocketbase_url} (create one in the dashboard or with"
-                " `skopos setup --domain ...`)"
-            )
         self._runtime: Runtime
+        runtime: ProcessRuntime | ThreadRuntime
         if options.worker_process:
-            client.close()  # checked; the worker process opens its own
-            self._runtime = ProcessRuntime(options)
+            if options.geoip_database:
+                open_database(options.geoip_database).close()  # a bad path fails now
+            runtime = ProcessRuntime(options)
         else:
-            runtime.pipeline.warm_up()  # ~0.3 s once, here rather than on the first request
-            runtime.worker.replay_orphans()  # what a killed process left in spool_dir
-            self._runtime = runtime
+            runtime = ThreadRuntime(options, new_client(options))
+        if wait:
+            try:
+                runtime.connect()
+            except BaseException:
+                runtime.close()
+                raise
+        self._runtime = runtime
         self._closed = False
         self._close_lock = threading.Lock()
         self._queue_full_logged = 0.0
         self._late_calls = 0
+        self._too_large = 0
         self._runtime.start()
         _LIVE.add(self)
         atexit.register(self._at_exit)
+        if options.handle_sigterm:
+            install_sigterm_handler()
 
     def _current(self) -> Runtime:
         """This process's runtime, rebuilt first if we are in a forked child."""
@@ -139,30 +172,44 @@ class SkoposSDK:
         config_refresh_interval: float | None = None,
         realtime: bool | None = None,
         max_queue_size: int | None = None,
+        max_queue_bytes: int | None = None,
         request_timeout: float | None = None,
         trusted_proxies: Sequence[str] | str | None = None,
+        client_ip_header: str | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int | None = None,
         worker_process: bool | None = None,
+        country_lookup: bool | None = None,
+        geoip_database: str | os.PathLike[str] | None = None,
+        handle_sigterm: bool | None = None,
         strict: bool | None = None,
+        wait: bool = False,
     ) -> SkoposSDK:
-        """Connect to PocketBase and start tracking; fails fast with a clear error.
+        """Start tracking; returns at once and connects to PocketBase in the background.
 
         Every option may also come from ``SKOPOS_<OPTION>`` in the environment
-        (an argument wins). Raises ``ConfigurationError`` (bad or missing option,
-        unknown tracking id, schema missing), ``PocketBaseAuthError`` (wrong
-        credentials), ``PocketBaseUnreachable``, ``PocketBaseBatchDisabled``.
+        (an argument wins). A bad or missing option raises ``ConfigurationError`` here.
+        Anything about PocketBase (down, slow, wrong credentials, unknown tracking id,
+        schema missing, batch API off) never does: calls wait in the queue while the
+        SDK keeps trying, the log and ``stats().last_error`` say why, and once it is
+        fixed they are written. ``wait=True`` connects before returning instead and
+        raises what prevents it: ``ConfigurationError`` (unknown tracking id, schema
+        missing), ``PocketBaseAuthError`` (wrong credentials), ``PocketBaseUnreachable``,
+        ``PocketBaseBatchDisabled`` (for scripts and tests that want to fail fast).
 
         Times are seconds: ``batch_interval`` (10.0), ``session_timeout`` (1800.0),
-        ``js_error_batch_interval`` (300.0), ``config_refresh_interval`` (900.0).
+        ``js_error_batch_interval`` (0: error groups go with the next write; more
+        aggregates them longer, in memory), ``config_refresh_interval`` (900.0).
         ``batch=False`` writes promptly; ``batch=True`` every ``batch_interval`` or
-        at ``max_batch_size`` (100). ``max_queue_size`` (10,000) bounds memory:
-        beyond it, new calls are dropped and counted as ``queue_full``.
+        at ``max_batch_size`` (100). ``max_queue_size`` (10,000 calls) and
+        ``max_queue_bytes`` (32 MiB) bound memory: beyond them, new calls are dropped
+        and counted as ``queue_full``.
         ``trusted_proxies``: your reverse proxies, as CIDR ranges or presets
         (``"private"``, ``"cloudflare"``, ``"unix"``); only requests arriving from
-        them may name the client with ``Forwarded`` / ``X-Forwarded-For`` /
-        ``X-Real-IP`` (``CF-Connecting-IP`` only from Cloudflare). Default: none,
-        the peer address is the client.
+        them name the client, in the header ``client_ip_header`` says
+        (``"x-forwarded-for"``, ``"x-real-ip"``, ``"forwarded"``, ``"cf-connecting-ip"``
+        or a proxy: ``"nginx"``, ``"caddy"``, ``"traefik"``, ``"aws-alb"``,
+        ``"cloudflare"``). Default: none, the peer address is the client.
         ``spool_dir``: a local directory for a crash-safe journal of tracking calls
         (default: none, memory only). What PocketBase has not acknowledged by the
         shutdown deadline, or when the process is killed, is written by the next
@@ -171,6 +218,8 @@ class SkoposSDK:
         ``worker_process=True`` runs validation, filtering, sessionizing and writing
         in a child process instead of a thread, so they do not compete with your
         request threads for the GIL (for CPU-bound hosts; costs a Python process).
+        ``handle_sigterm`` (True): where nothing handles SIGTERM, make it exit like
+        Ctrl-C does, so the SDK flushes at exit (see README, Lifecycle).
         ``strict=True`` re-raises internal errors (for tests and debugging).
 
         Example::
@@ -179,22 +228,16 @@ class SkoposSDK:
                                     site_id="abc123", admin_email="a@b.c",
                                     admin_password="secret", batch=True)
         """
-        arguments = {name: value for name, value in locals().items() if name != "cls"}
+        arguments = {name: value for name, value in locals().items() if name not in ("cls", "wait")}
         options = resolve_options(arguments)
         if options.spool_dir:
             check_spool_dir(options.spool_dir)
-        client = new_client(options)
-        try:
-            client.authenticate()
-            client.batch_max_requests()  # PocketBaseBatchDisabled says "run skopos setup"
-            return cls(options, client)
-        except BaseException:
-            client.close()
-            raise
+        return cls(options, wait=wait)
 
     @classmethod
     async def ainit(cls, **options: Any) -> SkoposSDK:
-        """``init`` for asyncio apps: the blocking setup runs in a thread.
+        """``init`` for asyncio apps, run in a thread (it does no network I/O unless
+        ``wait=True``, but reads files: the spool directory, a GeoIP database).
 
         Example::
 
@@ -274,8 +317,26 @@ class SkoposSDK:
             runtime = self._runtime
             if runtime.pid != os.getpid():
                 runtime = self._after_fork()
-            call = TrackCall(kind, site_id, capture_request(request), payload, name, data)
-            if not runtime.queue.put(call):
+            queue = runtime.queue
+            # Measured exactly once a backlog builds up, where the byte budget matters; before
+            # that, what costs a look at every header or value is charged a nominal size.
+            # At most MEASURED_BACKLOG calls in the queue are unmeasured: each entered
+            # behind fewer than that many.
+            backlog = len(queue) >= MEASURED_BACKLOG
+            if type(payload) is bytes:  # the common case inline: a call is a tenth of this
+                size = len(payload)
+            elif backlog or type(payload) is not dict:
+                size = payload_size(payload)
+            else:
+                size = NOMINAL_PAYLOAD_BYTES
+            if size > MAX_RAW_BYTES and _oversized(payload):
+                self._too_large += 1  # never queued: the worker would refuse it anyway
+                return
+            captured = capture_request(request, measure=backlog)
+            call = TrackCall(kind, site_id, captured, payload, name, data)
+            if captured is not None:
+                size += captured.size
+            if not queue.put(call, size + CALL_BYTES):
                 self._warn_queue_full()
             if not runtime.worker.running:  # a flag: Thread.is_alive costs more than a put
                 runtime.start()
@@ -289,8 +350,10 @@ class SkoposSDK:
         if now - self._queue_full_logged >= _QUEUE_FULL_LOG_INTERVAL:
             self._queue_full_logged = now
             logger.warning(
-                "skopos: queue full (%d calls); dropping new calls until it drains",
+                "skopos: queue full (%d calls or %d bytes); dropping new calls until it drains%s",
                 self.options.max_queue_size,
+                self.options.max_queue_bytes,
+                "" if self._runtime.ledger.connected else " (not connected to PocketBase yet)",
             )
 
     # -- flushing and lifecycle ------------------------------------------------------------
@@ -375,6 +438,8 @@ class SkoposSDK:
             dropped[DropReason.QUEUE_FULL.value] = queue.rejected
         if self._late_calls:
             dropped[DropReason.AFTER_SHUTDOWN.value] = self._late_calls
+        if self._too_large:
+            dropped[DropReason.BODY_TOO_LARGE.value] = self._too_large
         depth = runtime.queue_depth
         return SkoposStats(
             accepted=queue.accepted,
@@ -385,6 +450,7 @@ class SkoposSDK:
             records=dict(ledger.records),
             retries=ledger.retries,
             spoofed_forwarding_headers=runtime.spoof_attempts,
+            connected=ledger.connected,
             realtime_connected=runtime.realtime_connected,
             last_error=ledger.last_error,
             last_error_at=ledger.last_error_at,

@@ -26,12 +26,16 @@ class DropReason(str, Enum):
     """
 
     QUEUE_FULL = "queue_full"  # the queue was full: the call was refused at once
+    BODY_TOO_LARGE = "body_too_large"  # a body over 16 KiB: refused at the call, never queued
     AFTER_SHUTDOWN = "after_shutdown"  # called after shutdown()
     UNKNOWN_SITE = "unknown_site"  # no website with that tracking id
     SITE_ARCHIVED = "site_archived"
     LOCALHOST = "localhost"  # from localhost, and the site disables localhost tracking
     OFF_DOMAIN = "off_domain"  # the page is not on the site's domain
     IP_BLACKLISTED = "ip_blacklisted"
+    # Behind a trusted proxy whose header named no usable client address, on a site with
+    # an IP blacklist (which could not be applied).
+    NO_CLIENT_IP = "no_client_ip"
     IDENTIFY_WITHOUT_REQUEST = "identify_without_request"
     INTERNAL_ERROR = "internal_error"  # a bug: logged with its traceback
     SPOOL_FULL = "spool_full"  # spool_dir holds spool_max_bytes already
@@ -81,6 +85,8 @@ class SkoposStats:
       holds (in a batch not yet written, or JS errors awaiting their interval);
     - ``records``: records written, by collection; ``retries``: PocketBase requests
       repeated after a transient failure; ``last_error``: the latest one, if any;
+    - ``connected``: whether the SDK has reached PocketBase (authenticated, read the
+      salt and the site); until then calls wait in the queue and ``last_error`` says why;
     - ``realtime_connected``: whether site rules currently follow PocketBase live
       (False with ``realtime=False``; polling still applies);
     - ``spoofed_forwarding_headers``: requests from a peer that is not a trusted
@@ -103,6 +109,7 @@ class SkoposStats:
     records: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     spoofed_forwarding_headers: int = 0
+    connected: bool = False
     realtime_connected: bool = False
     last_error: str | None = None
     last_error_at: float | None = None
@@ -129,6 +136,7 @@ class Ledger:
         self.retries = 0
         self.last_error: str | None = None
         self.last_error_at: float | None = None
+        self.connected = False  # the worker reached PocketBase (set by the worker)
 
     def ack_written(self, count: int = 1) -> None:
         """``count`` accepted calls reached PocketBase."""
@@ -200,6 +208,7 @@ class Ledger:
             self.recovered.update(delta.get("recovered", {}))
             self.recovered_expected += delta.get("recovered_expected", 0)
             self.flush_completed = max(self.flush_completed, delta.get("flush_completed", 0))
+            self.connected = bool(delta.get("connected", self.connected))
             if delta.get("last_error"):
                 self.last_error = delta["last_error"]
                 self.last_error_at = delta.get("last_error_at")

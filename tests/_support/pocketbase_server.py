@@ -58,9 +58,9 @@ def start_pocketbase(data_dir: Path, *, setup: bool) -> PocketBaseServer:
 def start_sdk(
     server: PocketBaseServer, site: Website, *, url: str | None = None, **options: Any
 ) -> SkoposSDK:
-    """An SDK tracking ``site`` on ``server``, strict and without realtime unless ``options``
-    say otherwise; ``url`` reaches PocketBase another way (a fault proxy). The caller shuts
-    it down (or lets ``make_sdk`` do it)."""
+    """An SDK tracking ``site`` on ``server``, strict, without realtime and connected before
+    it returns (``wait=True``) unless ``options`` say otherwise; ``url`` reaches PocketBase
+    another way (a fault proxy). The caller shuts it down (or lets ``make_sdk`` do it)."""
     settings: dict[str, Any] = {
         "pocketbase_url": url or server.url,
         "site_id": site.tracking_id,
@@ -68,6 +68,7 @@ def start_sdk(
         "admin_password": server.password,
         "strict": True,
         "realtime": False,
+        "wait": True,
         **options,
     }
     return SkoposSDK.init(**settings)

@@ -13,6 +13,7 @@ from skopos._pocketbase.client import PocketBaseClient
 from skopos._tracking.activity import Activity
 from skopos._tracking.ip_rules import IpBlacklist
 from skopos._tracking.site_rules import SiteRules
+from tests._support.memory_probe import probe
 from tests._support.pocketbase_server import MakeSdk
 from tests._support.tracking_helpers import (
     FIREFOX,
@@ -86,3 +87,11 @@ def test_js_errors_are_grouped_and_counted(
     assert again["TypeError: x is undefined"]["count"] == 5
     assert len(again) == 2
     assert site_events(pb, website.id) == []  # errors are not events
+
+
+def test_held_error_groups_are_bounded_by_bytes() -> None:
+    # 10,000 groups of messages, stack traces and URLs at their bounds in 4-byte characters
+    # were ~420 MiB before the aggregator counted as full; it is full at 8 MiB now.
+    found = probe("errors")
+    assert found["groups"] < 10_000
+    assert found["growth"] < 16 << 20, f"{found['growth'] / 2**20:.1f} MiB for {found}"

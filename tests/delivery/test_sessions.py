@@ -23,6 +23,7 @@ from skopos._pocketbase.filter import pb_filter
 from skopos._tracking.activity import Activity
 from skopos._tracking.ip_rules import IpBlacklist
 from skopos._tracking.site_rules import SiteRules
+from tests._support.memory_probe import probe
 from tests._support.paths import subprocess_env
 from tests._support.pocketbase_server import MakeSdk, PocketBaseServer, start_sdk
 from tests._support.tracking_helpers import (
@@ -299,3 +300,12 @@ def test_a_schema_without_the_activity_fields_still_sessionizes(
         ("/one", "/one"),
         ("/two", "/three"),
     ]
+
+
+def test_the_session_cache_is_bounded_by_bytes() -> None:
+    # 50,000 cached sessions of visitors whose exit paths are 2,048 bytes (valid, hostile):
+    # ~120 MB, and 4 bytes a character before paths were percent-encoded; the cache now
+    # keeps at most 32 MiB of sessions (the visitor-id cache beside it, ~12 MB here).
+    found = probe("sessions")
+    assert found["cached"] < 50_000
+    assert found["growth"] < 64 << 20, f"{found['growth'] / 2**20:.1f} MiB for {found}"

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,18 +23,24 @@ from pathlib import Path
 
 import pytest
 
-from skopos import SkoposSDK
+from skopos import ConfigurationError, SkoposSDK
 from skopos._admin.setup import Website
 from skopos._delivery.spool import (
+    MAX_LINE_BYTES,
+    MAX_ORPHAN_BYTES,
+    REJECTED_SUFFIX,
     SUFFIX,
     Spool,
+    check_spool_dir,
     decode_line,
+    encode_activity,
     encode_line,
     from_ranges,
     to_ranges,
 )
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._tracking.activity import Activity
+from skopos._tracking.identity import derive_record_id
 from skopos._tracking.ip_rules import IpBlacklist
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.user_agent import ClientInfo
@@ -46,28 +54,37 @@ from tests._support.tracking_helpers import page_view, records, site_events, sit
 SITE = SiteRules("site0000000000a", "track", "example.test", False, False, False, IpBlacklist(None))
 
 
+def visitor(number: int) -> tuple[str, str]:
+    """A visitor id as the hasher makes them, and its record id."""
+    visitor_id = f"{number % 3:032x}"
+    return visitor_id, derive_record_id("visitor", SITE.record_id, visitor_id)
+
+
 def activity(number: int, kind: str = "pageView") -> Activity:
     return Activity(
         kind,  # type: ignore[arg-type]
         SITE,
-        f"visitor{number % 3}",
-        f"vrec{number % 3:011d}",
+        *visitor(number),
         1_700_000_000.0 + number,
         path=f"/p/{number}",
-        url=f"https://example.test/p/{number}",
+        url=f"https://example.test/p/{number}" if kind == "jsError" else "",
         referrer="https://other.test/x" if number % 2 else None,
         name="signup" if kind == "custom" else None,
         data={"n": number, "nested": {"ü": [1, 2.5, None]}} if kind == "custom" else None,
         client=ClientInfo("Chrome", "Linux", "desktop"),
         screen_width=1280,
         language="de-DE",
-        error_message="boom \ud800" if kind == "jsError" else None,
+        error_message="boom ü" if kind == "jsError" else None,
         stack_trace="at f (a.js:1:2)" if kind == "jsError" else None,
     )
 
 
 def never_committed(marker: str, token: str) -> bool:
     return False
+
+
+def known(record_id: str, tracking_id: str) -> bool:
+    return (record_id, tracking_id) == (SITE.record_id, SITE.tracking_id)
 
 
 def kill(spool: Spool) -> None:
@@ -126,7 +143,7 @@ def test_a_dead_processs_unacknowledged_activities_are_replayed_once(tmp_path: P
     kill(first)
 
     second = Spool(tmp_path, max_bytes=1 << 20)
-    assert second.claim_orphans(never_committed) == 4
+    assert second.claim_orphans(never_committed, known) == 4
     replayed = second.read_back(100)
     assert [a.path for a in replayed] == [f"/p/{n}" for n in range(2, 6)]
     assert all(a.recovered for a in replayed)
@@ -135,7 +152,7 @@ def test_a_dead_processs_unacknowledged_activities_are_replayed_once(tmp_path: P
     kill(second)
 
     third = Spool(tmp_path, max_bytes=1 << 20)
-    assert third.claim_orphans(never_committed) == 3  # acks written by a replayer count
+    assert third.claim_orphans(never_committed, known) == 3  # acks written by a replayer count
     again = third.read_back(100)
     third.acknowledge([a.spool_ref for a in again if a.spool_ref])
     assert spool_files(tmp_path) == []  # finished: deleted at once
@@ -146,7 +163,7 @@ def test_a_live_processs_segments_are_left_alone(tmp_path: Path) -> None:
     alive = Spool(tmp_path, max_bytes=1 << 20)
     alive.journal([activity(1)])
     other = Spool(tmp_path, max_bytes=1 << 20)
-    assert other.claim_orphans(never_committed) == 0
+    assert other.claim_orphans(never_committed, known) == 0
     assert alive.read_back(10)[0].path == "/p/1"
     alive.close()
     other.close()
@@ -168,13 +185,13 @@ def test_a_transaction_in_doubt_is_settled_by_its_commit_marker(tmp_path: Path) 
         return token == "token-committed"
 
     second = Spool(tmp_path, max_bytes=1 << 20)
-    assert second.claim_orphans(committed) == 1  # seqs 1 and 2 committed, 3 never sent
+    assert second.claim_orphans(committed, known) == 1  # seqs 1 and 2 committed, 3 never sent
     assert asked == [("marker000000001", "token-committed")]
     assert [a.path for a in second.read_back(10)] == ["/p/3"]
     kill(second)
 
     third = Spool(tmp_path, max_bytes=1 << 20)
-    assert third.claim_orphans(lambda m, t: pytest.fail("settled already")) == 1
+    assert third.claim_orphans(lambda m, t: pytest.fail("settled already"), known) == 1
     third.close()
 
 
@@ -189,8 +206,8 @@ def test_a_failing_commit_check_postpones_the_claim(tmp_path: Path) -> None:
 
     second = Spool(tmp_path, max_bytes=1 << 20)
     with pytest.raises(ConnectionError):
-        second.claim_orphans(unreachable)
-    assert second.claim_orphans(never_committed) == 1  # released, claimed again later
+        second.claim_orphans(unreachable, known)
+    assert second.claim_orphans(never_committed, known) == 1  # released, claimed again later
     second.close()
 
 
@@ -204,7 +221,7 @@ def test_a_torn_tail_and_a_corrupt_line_are_skipped(tmp_path: Path) -> None:
     path.write_bytes(b"\n".join(lines[:3]) + b"\n" + b'0000abcd {"a":99,"y":"pageV')
 
     second = Spool(tmp_path, max_bytes=1 << 20)
-    assert second.claim_orphans(never_committed) == 2
+    assert second.claim_orphans(never_committed, known) == 2
     assert not path.read_bytes().endswith(b"pageV")  # truncated to whole lines
     back = second.read_back(10)
     assert [a.path for a in back] == ["/p/0", "/p/2"]
@@ -249,7 +266,7 @@ def test_close_keeps_what_is_unacknowledged(tmp_path: Path) -> None:
     spool.close()
     assert len(spool_files(tmp_path)) == 1
     later = Spool(tmp_path, max_bytes=1 << 20)
-    assert later.claim_orphans(never_committed) == 3
+    assert later.claim_orphans(never_committed, known) == 3
     later.close()
 
 
@@ -260,9 +277,156 @@ def test_stale_temporary_files_of_dead_creators_are_removed(tmp_path: Path) -> N
     os.utime(stale, (old, old))
     fresh = tmp_path / ".cafe-000001.new"
     fresh.write_bytes(b"")
-    Spool(tmp_path, max_bytes=1 << 20).claim_orphans(never_committed)
+    Spool(tmp_path, max_bytes=1 << 20).claim_orphans(never_committed, known)
     assert not stale.exists()
     assert fresh.exists()
+
+
+# -- what is found in spool_dir is not trusted ----------------------------------------------
+
+
+def test_spool_dir_is_made_private_and_must_be_ours(tmp_path: Path) -> None:
+    fresh = tmp_path / "new" / "spool"
+    check_spool_dir(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could plant segments there
+    with pytest.raises(ConfigurationError, match="writable by its group or others"):
+        check_spool_dir(shared)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, os.geteuid() + 1, -1)
+    with pytest.raises(ConfigurationError, match="belongs to another user"):
+        check_spool_dir(foreign)
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"")
+    with pytest.raises(ConfigurationError, match="not a directory"):
+        check_spool_dir(a_file)
+
+
+def test_a_planted_symlink_is_never_followed(tmp_path: Path) -> None:
+    # Replaying an orphan truncates a torn last line: through a symlink, the target was
+    # truncated (a file without a final newline: to 0 bytes).
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious data without a final newline")
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir(mode=0o700)
+    planted = spool_dir / f"deadbeef-000001{SUFFIX}"
+    planted.symlink_to(victim)
+    spool = Spool(spool_dir, max_bytes=1 << 20)
+    assert spool.claim_orphans(never_committed, known) == 0
+    spool.close()
+    assert victim.read_bytes() == b"precious data without a final newline"
+    assert not planted.is_symlink()  # set aside, never looked at again
+    assert (spool_dir / f"deadbeef-000001{SUFFIX}{REJECTED_SUFFIX}").is_symlink()
+
+
+def test_a_planted_fifo_never_blocks(tmp_path: Path) -> None:
+    # A FIFO named like a dead creator's temporary file made init block for good.
+    stale = tmp_path / ".deadbeef-000001.new"
+    os.mkfifo(stale)
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.mkfifo(tmp_path / f"cafe-000001{SUFFIX}")
+    (tmp_path / f"dir{SUFFIX}").mkdir()
+    done = threading.Event()
+
+    def replay() -> None:
+        Spool(tmp_path, max_bytes=1 << 20).claim_orphans(never_committed, known)
+        done.set()
+
+    threading.Thread(target=replay, daemon=True).start()
+    assert done.wait(10), "claim_orphans blocked on a FIFO"
+
+
+def plant(directory: Path, records: list[dict[str, object]]) -> Path:
+    """A segment file of ``records``, valid CRCs, as a dead process would have left it."""
+    path = directory / f"0123456789ab-000001{SUFFIX}"
+    path.write_bytes(b"".join(encode_line(record) for record in records))
+    return path
+
+
+def journal_record(number: int, **fields: object) -> dict[str, object]:
+    record = encode_activity(number, activity(number))
+    record.update(fields)
+    return record
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"at": float("nan")},
+        {"at": float("inf")},
+        {"at": 32503680000.0},  # the year 3000
+        {"y": "identify", "d": {"userId": "x", "website": "other0000000000"}},
+        {"vr": "attackerchosen1"},  # not derived from the visitor id
+        {"v": "../../etc"},
+        {"id": "x" * 300},
+        {"s": ["other0000000000", "track", None]},  # a website PocketBase does not know
+        {"d": {"n": "x" * 100_000}, "y": "custom", "n": "big"},
+        {"ip": "not an address"},
+        {"w": -5},
+        {"c": ["Chrome", "Linux", "x" * 5000]},
+        {"y": "teleport"},
+        {"cc": "Freedonia"},
+    ],
+)
+def test_a_bad_record_in_a_segment_is_skipped_and_the_rest_replayed(
+    tmp_path: Path, bad: dict[str, object]
+) -> None:
+    plant(tmp_path, [journal_record(0), journal_record(1, **bad), journal_record(2)])
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    found = spool.claim_orphans(never_committed, known)
+    back = spool.read_back(10)
+    assert [a.path for a in back] == ["/p/0", "/p/2"]
+    refused = spool.take_refused()
+    _, unreadable = spool.take_unreadable()
+    assert found + refused == 3
+    assert refused + unreadable == 1
+    spool.acknowledge([a.spool_ref for a in back if a.spool_ref])
+    spool.close()
+    assert spool_files(tmp_path) == []
+
+
+def test_what_a_segment_can_make_us_allocate_is_bounded(tmp_path: Path) -> None:
+    # 43 bytes acknowledging a million seqs took 134 MiB: acknowledgements are clipped to
+    # the activities the segment holds.
+    plant(tmp_path, [{"k": [0, 1 << 20] * 2}, {"p": [0, 1 << 20], "m": "m", "t": "t"}])
+    tracemalloc.start()
+    try:
+        spool = Spool(tmp_path, max_bytes=1 << 20)
+        assert spool.claim_orphans(never_committed, known) == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    spool.close()
+    assert peak < 2 << 20, f"{peak / 2**20:.1f} MiB to read a {43}-byte segment"
+    # Lines longer than any we write, or a segment bigger than any we write: set aside.
+    (tmp_path / f"aa-000001{SUFFIX}").write_bytes(b"x" * (MAX_LINE_BYTES + 10) + b"\n")
+    big = tmp_path / f"bb-000001{SUFFIX}"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_ORPHAN_BYTES + 1)
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    assert spool.claim_orphans(never_committed, known) == 0
+    spool.close()
+    assert sorted(p.name for p in tmp_path.glob(f"*{REJECTED_SUFFIX}")) == [
+        f"aa-000001{SUFFIX}{REJECTED_SUFFIX}",
+        f"bb-000001{SUFFIX}{REJECTED_SUFFIX}",
+    ]
+
+
+def test_the_journal_keeps_only_what_pocketbase_stores(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    page = activity(1)
+    page.url = "https://example.test/reset?token=secret-token"
+    page.referrer = "https://other.test/x"  # as the pipeline keeps it: no query
+    error = activity(2, "jsError")
+    spool.journal([page, error])
+    journal = b"".join(path.read_bytes() for path in spool_files(tmp_path))
+    assert b"secret-token" not in journal
+    assert b"https://example.test/p/2" in journal  # JS error records keep their page URL
+    spool.close()
 
 
 # -- against a real PocketBase ----------------------------------------------------------------
@@ -507,3 +671,45 @@ def test_a_forked_child_spools_its_own_calls_and_leaves_the_parents_alone(
     paths = sorted(e["path"] for e in site_events(pb, website.id))
     assert paths == ["/child/0", "/child/1", "/parent/0", "/parent/1", "/parent/2"]
     assert list(tmp_path.glob(f"*{SUFFIX}")) == []
+
+
+@pytest.mark.pocketbase
+def test_a_hostile_segment_never_stops_real_writes(
+    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website, tmp_path: Path
+) -> None:
+    # One valid-CRC line with "at": NaN stopped every write (flush False, 0 of 5 written);
+    # a planted identify line upserted a visitor of the attacker's choosing.
+    site = [website.id, website.tracking_id, website.domain]
+    visitor_id = "f" * 32
+    visitor_record = derive_record_id("visitor", website.id, visitor_id)
+    planted = {"y": "pageView", "s": site, "v": visitor_id, "vr": visitor_record, "p": "/nan"}
+    plant(
+        tmp_path,
+        [
+            {"a": 0, **planted, "at": float("nan"), "id": "nan000000000000"},
+            {
+                "a": 1,
+                "y": "identify",
+                "s": site,
+                "v": "attacker",
+                "vr": "attackerchosen1",
+                "at": time.time(),
+                "id": "ident0000000000",
+                "d": {"userId": "owned", "name": "Mallory"},
+            },
+            {"a": 2, **planted, "at": time.time(), "id": "fine00000000000", "p": "/replayed"},
+        ],
+    )
+    sdk = start_sdk(pocketbase, website, spool_dir=tmp_path)
+    try:
+        for n in range(5):
+            sdk.track_api_event(request_from(f"198.51.100.{n}"), page_view(website.domain, f"/{n}"))
+        assert sdk.flush(timeout=30)
+        stats = sdk.stats()
+    finally:
+        sdk.shutdown(timeout=10)
+    assert stats.written == 5
+    assert stats.recovered == {"written": 1, "spool_corrupt": 2}
+    paths = sorted(e["path"] for e in site_events(pb, website.id))
+    assert paths == ["/0", "/1", "/2", "/3", "/4", "/replayed"]
+    assert records(pb, "visitors", userId="owned") == []

@@ -74,3 +74,50 @@ def test_asgi_endpoint_queues_and_answers(
     assert sdk.flush(timeout=10)
     [session] = site_sessions(pb, website.id)
     assert session["entryPath"] == "/asgi"
+
+
+async def _post(
+    app: AsgiMiddleware,
+    client: tuple[str, int],
+    headers: list[tuple[bytes, bytes]],
+    body: bytes = b"{}",
+) -> int:
+    sent: list[MutableMapping[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/event",
+        "client": client,
+        "headers": [(b"user-agent", CHROME.encode()), (b"content-type", b"text/plain"), *headers],
+    }
+    await app(scope, receive, send)
+    status: int = sent[0]["status"]
+    return status
+
+
+def test_a_malformed_content_length_is_a_400(sdk: SkoposSDK) -> None:
+    app = AsgiMiddleware(None, sdk)
+    for value in ("²", "١٢", "-1"):
+        header = (b"content-length", value.encode("utf-8"))
+        assert asyncio.run(_post(app, ("203.0.113.9", 1), [header])) == 400, value
+    assert sdk.stats().accepted == 0
+
+
+def test_forwarding_headers_count_only_from_untrusted_peers(
+    sdk: SkoposSDK, website: Website
+) -> None:
+    app = AsgiMiddleware(None, sdk)
+    body = json.dumps(page_view(website.domain, "/")).encode()
+    forwarded = [(b"x-forwarded-for", b"198.51.100.1")]
+    for peer in ("10.1.2.3", "198.51.100.1", "203.0.113.9"):  # trusted, resolved, forged
+        assert asyncio.run(_post(app, (peer, 1), forwarded, body)) == 204
+    assert sdk.flush(timeout=10)
+    assert sdk.stats().spoofed_forwarding_headers == 1

@@ -184,6 +184,47 @@ def test_refusals_write_nothing(
 
 
 @pytest.mark.pocketbase
+def test_a_malformed_content_length_is_a_400(sdk: SkoposSDK) -> None:
+    with override_settings(**DJANGO_SETTINGS):
+        client = Client(enforce_csrf_checks=True, headers=BROWSER)
+        for value in ("²", "١٢", "-1"):
+            answer = client.generic("POST", "/api/event", b"{}", "text/plain", CONTENT_LENGTH=value)
+            assert answer.status_code == 400, value
+    assert sdk.stats().accepted == 0
+
+
+@pytest.mark.pocketbase
+def test_trusted_proxies_name_the_client_and_forgers_are_counted(
+    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website, send: Send
+) -> None:
+    pb.update_record("websites", website.id, {"storeRawIp": True})
+    proxied = skopos_options(pocketbase, website, trusted_proxies=["127.0.0.1/32"])
+    with override_settings(SKOPOS=proxied, **DJANGO_SETTINGS):
+        try:
+            for n in range(3):
+                forwarded = {"X-Forwarded-For": f"198.51.100.{n + 1}"}
+                body = payload(page_view(website.domain, f"/{n}"))
+                assert (
+                    send("POST", "/api/event", body, headers=forwarded, ip="127.0.0.1").status_code
+                    == 204
+                )
+            forged = {"X-Forwarded-For": "192.0.2.1"}
+            send("POST", "/api/event", payload(page_view(website.domain, "/x")), headers=forged)
+            sdk = skopos_django.get_sdk()
+            assert sdk.flush(timeout=10)
+            assert sdk.stats().spoofed_forwarding_headers == 1
+        finally:
+            skopos_django.shutdown(timeout=5)
+    ips = {s["entryPath"]: s["ipAddress"] for s in site_sessions(pb, website.id)}
+    assert ips == {
+        "/0": "198.51.100.1",
+        "/1": "198.51.100.2",
+        "/2": "198.51.100.3",
+        "/x": "203.0.113.10",
+    }
+
+
+@pytest.mark.pocketbase
 @pytest.mark.usefixtures("sdk")
 def test_cors(send: Send) -> None:
     preflight = {"Access-Control-Request-Method": "POST", "Origin": ALLOWED}
@@ -222,16 +263,31 @@ def test_lazy_start_server_events_and_503_when_the_sdk_cannot_start(
     pb: PocketBaseClient,
     website: Website,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    broken = skopos_options(pocketbase, website, site_id="no-such-site")
+    # Only a bad option stops the SDK (PocketBase is its own business): 503, logged once.
+    monkeypatch.delenv("SKOPOS_ADMIN_PASSWORD", raising=False)
+    broken = skopos_options(pocketbase, website)
+    del broken["admin_password"]
     with override_settings(SKOPOS=broken, **DJANGO_SETTINGS), caplog.at_level(logging.ERROR):
         client = Client(enforce_csrf_checks=True, headers=BROWSER)
         for _ in range(3):
             assert client.post("/api/event", b"{}", "text/plain").status_code == 503
-        with pytest.raises(ConfigurationError, match="no-such-site"):
+        with pytest.raises(ConfigurationError, match="admin_password"):
             skopos_django.get_sdk()
     [logged] = [r for r in caplog.records if r.name == "skopos"]  # one attempt, not four
-    assert "no-such-site" in logged.getMessage()
+    assert "admin_password" in logged.getMessage()
+
+    # An unknown tracking id: the SDK starts, the views answer 204, stats() says why.
+    unknown = skopos_options(pocketbase, website, site_id="no-such-site", strict=False)
+    with override_settings(SKOPOS=unknown, **DJANGO_SETTINGS):
+        try:
+            client = Client(enforce_csrf_checks=True, headers=BROWSER)
+            assert client.post("/api/event", b"{}", "text/plain").status_code == 204
+            stats = skopos_django.get_sdk().stats()
+            assert (stats.accepted, stats.connected) == (1, False)
+        finally:
+            skopos_django.shutdown(timeout=1)
 
     with override_settings(SKOPOS=skopos_options(pocketbase, website), **DJANGO_SETTINGS):
         try:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from skopos import ConfigurationError, SkoposSDK
 from skopos._admin.setup import Website
@@ -113,6 +115,60 @@ def test_refusals_write_nothing(
 
 
 @pytest.mark.pocketbase
+def test_a_malformed_content_length_is_a_400(client: FlaskClient, sdk: SkoposSDK) -> None:
+    for value in ("²", "١٢", "-1"):
+        answer = client.post(
+            "/api/event",
+            data=b"{}",
+            content_type="text/plain",
+            headers=BROWSER,
+            environ_overrides={"CONTENT_LENGTH": value},
+        )
+        assert answer.status_code == 400, value
+    assert sdk.stats().accepted == 0
+
+
+@pytest.mark.pocketbase
+def test_behind_proxy_fix_resolved_clients_are_no_spoofing(
+    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website
+) -> None:
+    # ProxyFix rewrites REMOTE_ADDR from X-Forwarded-For and keeps the header: the SDK saw an
+    # untrusted peer with a forwarding header on every request and counted them all.
+    pb.update_record("websites", website.id, {"storeRawIp": True})
+    app = Flask(__name__)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    app.config["SKOPOS"] = options(pocketbase, website, trusted_proxies=["127.0.0.1/32"])
+    skopos = Skopos(app)
+    client = app.test_client()
+    try:
+        for n in range(3):
+            forwarded = {"X-Forwarded-For": f"198.51.100.{n + 1}"}
+            post(
+                client,
+                page_view(website.domain, f"/{n}"),
+                "text/plain",
+                "127.0.0.1",
+                headers=forwarded,
+            )
+        # Without ProxyFix, a direct peer forging the header is counted.
+        direct = Flask(__name__)
+        Skopos(direct, sdk=skopos.sdk)
+        forged = {"X-Forwarded-For": "192.0.2.1"}
+        post(direct.test_client(), page_view(website.domain, "/x"), "text/plain", headers=forged)
+        assert skopos.sdk.flush(timeout=10)
+        assert skopos.sdk.stats().spoofed_forwarding_headers == 1
+    finally:
+        skopos.shutdown(timeout=5)
+    ips = {s["entryPath"]: s["ipAddress"] for s in site_sessions(pb, website.id)}
+    assert ips == {
+        "/0": "198.51.100.1",
+        "/1": "198.51.100.2",
+        "/2": "198.51.100.3",
+        "/x": "203.0.113.10",
+    }
+
+
+@pytest.mark.pocketbase
 def test_cors(client: FlaskClient) -> None:
     preflight = {"Access-Control-Request-Method": "POST", "Origin": ALLOWED}
     allowed = client.options("/api/event", headers=preflight)
@@ -195,19 +251,47 @@ def test_factory_pattern_starts_the_sdk_from_app_config(
 
 
 @pytest.mark.pocketbase
-def test_an_sdk_that_cannot_start_means_503_and_one_attempt_per_interval(
-    pocketbase: PocketBaseServer, website: Website, caplog: pytest.LogCaptureFixture
+def test_pocketbase_misconfigured_is_the_sdks_business_never_the_hosts(
+    pocketbase: PocketBaseServer, website: Website
 ) -> None:
+    # An unknown tracking id (or PocketBase down, wrong credentials...): the SDK starts,
+    # the endpoint answers 204, the calls wait in the queue and stats() says why.
     app = Flask(__name__)
-    app.config["SKOPOS"] = options(pocketbase, website, site_id="no-such-site")
+    app.config["SKOPOS"] = options(pocketbase, website, site_id="no-such-site", strict=False)
+    skopos = Skopos(app)
+    client = app.test_client()
+    try:
+        for _ in range(3):
+            assert post(client, page_view(website.domain, "/"), "text/plain").status_code == 204
+        stats = skopos.sdk.stats()
+        assert (stats.accepted, stats.written, stats.connected) == (3, 0, False)
+        deadline = time.monotonic() + 10
+        while skopos.sdk.stats().last_error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "no-such-site" in str(skopos.sdk.stats().last_error)
+    finally:
+        skopos.shutdown(timeout=1)
+
+
+def test_a_bad_option_means_503_and_one_log_line(
+    pocketbase: PocketBaseServer,
+    website: Website,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SKOPOS_ADMIN_PASSWORD", raising=False)
+    app = Flask(__name__)
+    app.config["SKOPOS"] = {
+        k: v for k, v in options(pocketbase, website).items() if k != "admin_password"
+    }
     skopos = Skopos(app)
     client = app.test_client()
     with caplog.at_level(logging.ERROR, logger="skopos"):
         for _ in range(3):
             assert post(client, page_view(website.domain, "/"), "text/plain").status_code == 503
-    [logged] = caplog.records
-    assert "no-such-site" in logged.getMessage()
-    with pytest.raises(ConfigurationError, match="no-such-site"):
+    [logged] = caplog.records  # one attempt, not three
+    assert "admin_password" in logged.getMessage()
+    with pytest.raises(ConfigurationError, match="admin_password"):
         skopos.sdk  # noqa: B018
     skopos.shutdown()  # nothing started: nothing to do
 

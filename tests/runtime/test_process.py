@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,6 +111,7 @@ def test_a_wrong_password_fails_init_as_in_process(
             admin_email=pocketbase.email,
             admin_password="wrong-password",
             worker_process=True,
+            wait=True,
         )
 
 
@@ -124,6 +126,8 @@ from tests._support.tracking_helpers import environ, page_view
 sdk = SkoposSDK.init(pocketbase_url={pocketbase.url!r}, site_id={website.tracking_id!r},
     admin_email={pocketbase.email!r}, admin_password={pocketbase.password!r},
     realtime=False, worker_process=True, batch=True, batch_interval=3600)
+while not sdk.stats().connected:
+    time.sleep(0.02)  # the worker process started and connected (in the background)
 for n in range(300):
     sdk.track_api_event(environ("203.0.113.9"), page_view({website.domain!r}, f"/h/{{n}}"))
 while sdk.stats().queue_depth or sdk.stats().pending < 300:
@@ -176,3 +180,29 @@ def test_a_forked_host_starts_its_own_worker_process(
     paths = sorted(e["path"] for e in site_events(pb, website.id))
     assert paths == ["/child", "/parent", "/parent-again"]
     assert json.dumps(paths)
+
+
+def test_only_the_installed_skopos_runs_in_the_worker_process(
+    pocketbase: PocketBaseServer,
+    pb: PocketBaseClient,
+    website: Website,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The child ran `python -m ...` in the host's working directory, first on sys.path: a
+    # `./skopos/` there was imported instead of the installed package, and ran.
+    marker = tmp_path / "planted-code-ran"
+    planted = tmp_path / "skopos"
+    (planted / "_runtime").mkdir(parents=True)
+    run = f"open({str(marker)!r}, 'w').close()\n"
+    for module in ("__init__.py", "_runtime/__init__.py", "_runtime/child.py"):
+        (planted / module).write_text(run)
+    monkeypatch.chdir(tmp_path)
+    sdk = process_sdk(pocketbase, website)
+    try:
+        sdk.track_api_event(environ("198.51.100.3"), page_view(website.domain, "/safe"))
+        assert sdk.flush(timeout=30)
+    finally:
+        sdk.shutdown(timeout=10)
+    assert not marker.exists()
+    assert [e["path"] for e in site_events(pb, website.id)] == ["/safe"]

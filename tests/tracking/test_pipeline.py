@@ -10,6 +10,7 @@ import pytest
 
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
+from skopos._stats import DropReason
 from skopos._tracking.hosts import (
     host_matches_domain,
     is_localhost,
@@ -90,11 +91,12 @@ def test_blacklist_is_checked_on_the_resolved_address() -> None:
         ("203.0.113.8", False),
         ("not an address", False),
     ]:
-        address = pipeline._origin(RequestSnapshot(peer)).address
+        origin = pipeline._origin(RequestSnapshot(peer))
         site = SiteRules("r" * 15, "t", None, False, False, False, listed)
-        assert pipeline._blacklisted(site, address) is blocked, peer
+        expected = DropReason.IP_BLACKLISTED if blocked else None
+        assert pipeline._blacklist_drop(site, origin) is expected, peer
         empty = SiteRules("r" * 15, "t", None, False, False, False, IpBlacklist(None))
-        assert pipeline._blacklisted(empty, address) is False
+        assert pipeline._blacklist_drop(empty, origin) is None
 
 
 # -- against a real PocketBase ----------------------------------------------------------------

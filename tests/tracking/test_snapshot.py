@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from skopos._tracking.snapshot import (
+    MAX_FORWARDING_LENGTH,
     MAX_HEADER_LENGTH,
     RequestSnapshot,
     capture_request,
@@ -150,11 +151,19 @@ def test_scope_snapshot_header_names_in_any_case_and_shape() -> None:
 
 def test_scope_snapshot_joined_repeats_stay_bounded() -> None:
     half = b"b" * (MAX_HEADER_LENGTH - 10)
-    snap = take_snapshot({"type": "http", "headers": [(b"x-real-ip", half)] * 3})
+    snap = take_snapshot({"type": "http", "headers": [(b"accept-language", half)] * 3})
     assert snap is not None
-    assert snap.x_real_ip is not None
-    assert len(snap.x_real_ip) == MAX_HEADER_LENGTH
-    assert snap.x_real_ip.startswith(half.decode() + ", bbb")
+    assert snap.accept_language is not None
+    assert len(snap.accept_language) == MAX_HEADER_LENGTH
+    assert snap.accept_language.startswith(half.decode() + ", bbb")
+    # Forwarding headers keep their end: the last copy is what our own proxy added.
+    hops = [b", ".join([b"6.6.6.6"] * 600), b"203.0.113.9"]
+    snap = take_snapshot({"type": "http", "headers": [(b"x-forwarded-for", h) for h in hops]})
+    assert snap is not None
+    assert snap.x_forwarded_for is not None
+    assert len(snap.x_forwarded_for) <= MAX_FORWARDING_LENGTH + len("for=unknown,")
+    assert snap.x_forwarded_for.startswith("for=unknown, 6.6.6.6")
+    assert snap.x_forwarded_for.endswith("6.6.6.6, 203.0.113.9")
 
 
 def test_forwarding_headers_keep_their_order_and_skip_missing() -> None:

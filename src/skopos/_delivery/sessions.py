@@ -32,10 +32,10 @@ derive the same id and upsert one record instead of splitting it.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from skopos._delivery.writes import PendingWrite
 from skopos._lru import LruCache
@@ -43,7 +43,7 @@ from skopos._pocketbase.client import BatchRequest, PocketBaseClient
 from skopos._pocketbase.dates import parse_pb_date, pb_date
 from skopos._pocketbase.filter import any_of, pb_filter
 from skopos._tracking.activity import Activity
-from skopos._tracking.hosts import host_matches_domain
+from skopos._tracking.hosts import traffic_source
 from skopos._tracking.identity import derive_record_id
 
 __all__ = ["LiveSession", "Sessionizer", "session_id"]
@@ -52,6 +52,14 @@ logger = logging.getLogger("skopos")
 
 # What a session lookup reads: no more than deciding membership needs.
 _LOOKUP_FIELDS = "id,visitor,firstActivity,lastActivity,created,updated,exitPath"
+# A cached session's memory besides its exit path: the object, its id, two floats, the
+# visitor key and the LRU's own entry (measured: ~420 bytes).
+_SESSION_OVERHEAD = 448
+
+
+def _session_bytes(session: LiveSession) -> int:
+    """What one cached session holds (the session cache's byte budget counts this)."""
+    return _SESSION_OVERHEAD + sys.getsizeof(session.exit_path)
 
 
 def session_id(visitor_record_id: str, started_at: float, timeout: float) -> str:
@@ -120,13 +128,22 @@ class Sessionizer:
         session_timeout: float,
         visitor_cache_size: int = 100_000,
         session_cache_size: int = 50_000,
+        session_cache_bytes: int = 32 << 20,
     ) -> None:
         self._client = client
         self._timeout = session_timeout
+        # Visitor ids are 15 characters: the count bounds the bytes (~160 each, ~16 MB).
         self._known_visitors: LruCache[str, bool] = LruCache(visitor_cache_size)
-        self._sessions: LruCache[str, LiveSession] = LruCache(session_cache_size)
+        # Sessions hold an exit path of up to 2,048 bytes: bounded by bytes too (~22 MB for
+        # 50,000 sessions with short paths; hostile paths get fewer sessions, never more
+        # memory).
+        self._sessions: LruCache[str, LiveSession] = LruCache(
+            session_cache_size, max_bytes=session_cache_bytes, weigh=_session_bytes
+        )
         self._lookups = _Lookups()
         self._activity_fields: bool | None = None
+        # Activities the last ``assign`` could not sessionize (a bug): the worker drops them.
+        self.rejected: list[Activity] = []
 
     # -- step 1: read what the caches miss ------------------------------------------
 
@@ -210,50 +227,15 @@ class Sessionizer:
         touched: dict[str, tuple[str, LiveSession]] = {}  # session id → (visitor, session)
         new_visitors: set[str] = set()
 
+        self.rejected = []
         for activity in activities:
-            vid = activity.visitor_record_id
-            known = vid in self._known_visitors or vid in lookups.existing_visitors
-            if not known and vid not in visitors:
-                new_visitors.add(vid)
-                visitors[vid] = PendingWrite(
-                    BatchRequest.create("visitors", _visitor_body(activity)),
-                    "visitors",
-                    vid,
-                    parent=True,
+            try:
+                self._assign_one(
+                    activity, lookups, visitors, identities, events, opened, touched, new_visitors
                 )
-            self._known_visitors.put(vid, True)
-            if activity.type == "identify":
-                body = {**_visitor_body(activity), **(activity.data or {})}
-                upsert = BatchRequest.upsert("visitors", body)
-                identities.append(PendingWrite.for_activity(upsert, "visitors", vid, activity))
-                continue
-
-            cached = self._sessions.get(vid)
-            session = self._session_holding(activity, cached, lookups.sessions.get(vid, ()))
-            if session is None:
-                at = activity.at
-                session = LiveSession(session_id(vid, at, self._timeout), at, at, activity.path)
-                first_session = vid in new_visitors and cached is None
-                opened[session.id] = _Opened(session, activity, first_session)
-                lookups.sessions.setdefault(vid, []).append(session)
-            elif activity.at >= session.last_activity:
-                session.last_activity = activity.at
-                if activity.type == "pageView":
-                    session.exit_path = activity.path
-                if session.id not in opened:
-                    touched[session.id] = (vid, session)
-            else:
-                # A late activity (another process's backlog, a replay) leaves the session's
-                # end, and so its ``updated``, where it is: touching it would stretch the
-                # duration the dashboard shows to the time of this write.
-                session.first_activity = min(session.first_activity, activity.at)
-            if cached is None or session.last_activity >= cached.last_activity:
-                self._sessions.put(vid, session)  # the cache keeps the visitor's latest
-            activity.session_id = session.id
-
-            if activity.type in ("pageView", "custom", "click"):
-                create = BatchRequest.create("events", _event_body(activity, session.id))
-                events.append(PendingWrite.for_activity(create, "events", vid, activity))
+            except Exception:  # one bad activity must not hold back the batch: it is dropped
+                logger.exception("skopos: internal error sessionizing an activity (dropped)")
+                self.rejected.append(activity)
 
         creates = [_create(entry) for entry in opened.values()]
         touches = [
@@ -262,6 +244,62 @@ class Sessionizer:
         ]
         # Touches last: ``updated`` is stamped after the session's events are created.
         return [*visitors.values(), *identities, *creates, *events, *touches]
+
+    def _assign_one(
+        self,
+        activity: Activity,
+        lookups: _Lookups,
+        visitors: dict[str, PendingWrite],
+        identities: list[PendingWrite],
+        events: list[PendingWrite],
+        opened: dict[str, _Opened],
+        touched: dict[str, tuple[str, LiveSession]],
+        new_visitors: set[str],
+    ) -> None:
+        """One activity of ``assign``, into the batch's writes."""
+        vid = activity.visitor_record_id
+        known = vid in self._known_visitors or vid in lookups.existing_visitors
+        if not known and vid not in visitors:
+            new_visitors.add(vid)
+            visitors[vid] = PendingWrite(
+                BatchRequest.create("visitors", _visitor_body(activity)),
+                "visitors",
+                vid,
+                parent=True,
+            )
+        self._known_visitors.put(vid, True)
+        if activity.type == "identify":
+            body = {**_visitor_body(activity), **(activity.data or {})}
+            upsert = BatchRequest.upsert("visitors", body)
+            identities.append(PendingWrite.for_activity(upsert, "visitors", vid, activity))
+            return
+
+        cached = self._sessions.get(vid)
+        session = self._session_holding(activity, cached, lookups.sessions.get(vid, ()))
+        if session is None:
+            at = activity.at
+            session = LiveSession(session_id(vid, at, self._timeout), at, at, activity.path)
+            first_session = vid in new_visitors and cached is None
+            opened[session.id] = _Opened(session, activity, first_session)
+            lookups.sessions.setdefault(vid, []).append(session)
+        elif activity.at >= session.last_activity:
+            session.last_activity = activity.at
+            if activity.type == "pageView":
+                session.exit_path = activity.path
+            if session.id not in opened:
+                touched[session.id] = (vid, session)
+        else:
+            # A late activity (another process's backlog, a replay) leaves the session's
+            # end, and so its ``updated``, where it is: touching it would stretch the
+            # duration the dashboard shows to the time of this write.
+            session.first_activity = min(session.first_activity, activity.at)
+        if cached is None or session.last_activity >= cached.last_activity:
+            self._sessions.put(vid, session)  # the cache keeps the visitor's latest
+        activity.session_id = session.id
+
+        if activity.type in ("pageView", "custom", "click"):
+            create = BatchRequest.create("events", _event_body(activity, session.id))
+            events.append(PendingWrite.for_activity(create, "events", vid, activity))
 
     def _session_holding(
         self, activity: Activity, cached: LiveSession | None, looked_up: Sequence[LiveSession]
@@ -299,7 +337,7 @@ def _create(opened: _Opened) -> PendingWrite:
         "exitPath": live.exit_path,
         "firstActivity": pb_date(live.first_activity),
         "lastActivity": pb_date(live.last_activity),
-        "referrer": _traffic_source(first.referrer, first.site.domain),
+        "referrer": traffic_source(first.referrer, first.site.domain),
         "browser": client.browser if client else "",
         "os": client.os if client else "",
         "device": client.device if client else "",
@@ -340,15 +378,3 @@ def _event_body(activity: Activity, session_id: str) -> dict[str, Any]:
         "eventName": activity.name or "",
         "eventData": activity.data,
     }
-
-
-def _traffic_source(referrer: str | None, site_domain: str | None) -> str:
-    """The referrer without query or fragment (they may carry personal data);
-    empty for the site's own pages, which are navigation, not a source."""
-    if not referrer:
-        return ""
-    parts = urlsplit(referrer)
-    host = parts.hostname or ""
-    if site_domain and host_matches_domain(host, site_domain):
-        return ""
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

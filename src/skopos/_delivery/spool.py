@@ -20,6 +20,17 @@ Replaying an orphan skips acknowledged seqs and asks PocketBase about the last
 transaction of each writer still in doubt: if its marker holds the token, it
 committed. Record ids stored with each activity make the rest idempotent.
 
+The journal holds only what PocketBase will store: page URLs only for JS errors (whose
+records keep them), referrers without query or fragment, client addresses only for sites
+that store them. What is read back is not trusted: the directory must be ours and closed
+to others (``check_spool_dir``), only regular files are opened and never through a symlink
+(``O_NOFOLLOW | O_NONBLOCK``: a planted FIFO cannot block us), every record is validated as
+fresh input is (``decode_activity``: a bad one is skipped and counted, never sent), the
+activities of an orphan must belong to a website PocketBase knows under that id, and what a
+segment can make us allocate is bounded by its size (``MAX_ORPHAN_BYTES``, lines of at most
+``MAX_LINE_BYTES``, acknowledgements clipped to the activities it holds); a segment beyond
+those bounds is set aside as ``*.rejected`` and logged.
+
 The worker thread journals and reads back, the writer thread records
 transactions and acknowledgements: one lock serialises them.
 """
@@ -31,19 +42,35 @@ import fcntl
 import itertools
 import json
 import logging
+import math
 import os
+import re
 import secrets
+import stat
 import threading
 import time
 import zlib
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from skopos._exceptions import ConfigurationError
-from skopos._tracking.activity import Activity, JournalRef
-from skopos._tracking.ip_rules import IpBlacklist
+from skopos._tracking.activity import Activity, ActivityType, JournalRef
+from skopos._tracking.identity import derive_record_id
+from skopos._tracking.ip_rules import IpBlacklist, normalize_ip
+from skopos._tracking.payload import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_LANGUAGE_CHARS,
+    MAX_SCREEN_PIXELS,
+    MAX_STACK_TRACE_CHARS,
+    MAX_URL_CHARS,
+    Rejection,
+    clean_text,
+    validate_custom_data,
+    validate_event_name,
+)
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.user_agent import ClientInfo
 
@@ -52,11 +79,22 @@ __all__ = ["Segment", "Spool", "check_spool_dir", "decode_line", "encode_line"]
 logger = logging.getLogger("skopos")
 
 SUFFIX = ".spool"
+REJECTED_SUFFIX = ".rejected"
 _READ_BLOCK = 1 << 20
 _EMPTY_BLACKLIST = IpBlacklist(None)
+# The longest line we write is an activity with every field at its bound (~120 KB with
+# non-ASCII text escaped); longer ones are not ours.
+MAX_LINE_BYTES = 256 << 10
+# An orphan segment bigger than this is not one of ours (8 MiB segments, plus the
+# acknowledgements written after they are sealed): set aside, never read.
+MAX_ORPHAN_BYTES = 64 << 20
+# Opening what is found in the directory: never through a symlink, never waiting on a FIFO.
+_OPEN_FOUND = os.O_NOFOLLOW | os.O_NONBLOCK
 
 # Asked on replay: did the transaction whose marker ``m`` took token ``t`` commit?
 CommitCheck = Callable[[str, str], bool]
+# Asked on replay: is (website record id, tracking id) a website PocketBase knows?
+SiteCheck = Callable[[str, str], bool]
 
 
 # -- line format --------------------------------------------------------------------------
@@ -137,6 +175,8 @@ def encode_activity(seq: int, activity: Activity) -> dict[str, Any]:
         value = getattr(activity, attribute)
         if value != default:
             record[key] = value
+    if activity.type != "jsError":
+        record.pop("u", None)  # only JS error records keep the page URL
     client = activity.client
     if client is not None:
         record["c"] = [client.browser, client.os, client.device]
@@ -160,28 +200,146 @@ class _SiteCache:
         return site
 
 
-def decode_activity(record: dict[str, Any], sites: _SiteCache) -> Activity | None:
-    """The activity of a journal record; None if the record is not a valid one."""
-    try:
-        record_id, tracking_id, domain = record["s"]
-        client = record.get("c")
-        activity = Activity(
-            type=record["y"],
-            site=sites.get(str(record_id), str(tracking_id), domain),
-            visitor_id=str(record["v"]),
-            visitor_record_id=str(record["vr"]),
-            at=float(record["at"]),
-            record_id=str(record["id"]),
-            client=ClientInfo(*client) if client else None,
-        )
-        for key, attribute, _ in _OPTIONAL:
-            if key in record:
-                setattr(activity, attribute, record[key])
-    except (KeyError, TypeError, ValueError):
+_RECORD_ID = re.compile(r"[a-z0-9]{15}")
+_VISITOR_ID = re.compile(r"[0-9a-f]{32}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_TYPES: frozenset[str] = frozenset({"pageView", "custom", "click", "jsError", "identify"})
+_IDENTITY_FIELDS = {"userId": 255, "name": 255, "email": 255, "phone": 50}
+# Journaled times are the calls' own: never before 2000, never a day in the future.
+_EARLIEST = 946_684_800.0
+_FUTURE = 86_400.0
+
+
+class _Invalid(Exception):
+    """A journal record that fresh input could not have produced."""
+
+
+def _text(value: object, limit: int, *, optional: bool = True) -> Any:
+    if value is None and optional:
         return None
-    if activity.type not in ("pageView", "custom", "click", "jsError", "identify"):
-        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise _Invalid
+    return value
+
+
+def _identity(data: object) -> dict[str, Any]:
+    """An identify activity's fields, checked as ``Pipeline._identify`` builds them."""
+    if not isinstance(data, dict):
+        raise _Invalid
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _IDENTITY_FIELDS:
+            fields[key] = _text(value, _IDENTITY_FIELDS[key], optional=False)
+        elif key == "metadata":
+            metadata = validate_custom_data(value)
+            if metadata is None or isinstance(metadata, Rejection):
+                raise _Invalid
+            fields[key] = metadata
+        else:
+            raise _Invalid
+    if not fields.get("userId"):
+        raise _Invalid
+    return fields
+
+
+def _checked(record: dict[str, Any], sites: _SiteCache) -> Activity:
+    kind = record.get("y")
+    if kind not in _TYPES:
+        raise _Invalid
+    site_record_id, tracking_id, domain = record["s"]
+    visitor_id, visitor_record_id = record["v"], record["vr"]
+    at = record["at"]
+    if not (
+        isinstance(site_record_id, str)
+        and _RECORD_ID.fullmatch(site_record_id)
+        and isinstance(tracking_id, str)
+        and 0 < len(tracking_id) <= 100
+        and (domain is None or (isinstance(domain, str) and len(domain) <= 255))
+        and isinstance(visitor_id, str)
+        and _VISITOR_ID.fullmatch(visitor_id)
+        and visitor_record_id == derive_record_id("visitor", site_record_id, visitor_id)
+        and isinstance(record["id"], str)
+        and _RECORD_ID.fullmatch(record["id"])
+        and isinstance(at, (int, float))
+        and not isinstance(at, bool)
+        and math.isfinite(at)
+        and _EARLIEST <= at <= time.time() + _FUTURE
+    ):
+        raise _Invalid
+    activity_type: ActivityType = kind
+    activity = Activity(
+        type=activity_type,
+        site=sites.get(site_record_id, tracking_id, domain),
+        visitor_id=visitor_id,
+        visitor_record_id=visitor_record_id,
+        at=float(at),
+        record_id=record["id"],
+    )
+    activity.path = _text(record.get("p", ""), MAX_URL_CHARS, optional=False)
+    activity.url = _text(record.get("u", ""), MAX_URL_CHARS, optional=False)
+    activity.referrer = _text(record.get("r"), MAX_URL_CHARS)
+    name = record.get("n")
+    if name is not None:
+        checked_name = validate_event_name(name)
+        if isinstance(checked_name, Rejection) or checked_name != name:
+            raise _Invalid
+        activity.name = checked_name
+    data = record.get("d")
+    if data is not None:
+        if kind == "identify":
+            activity.data = _identity(data)
+        else:
+            copied = validate_custom_data(data)
+            if copied is None or isinstance(copied, Rejection):
+                raise _Invalid
+            activity.data = copied
+    for key, attribute in (("w", "screen_width"), ("h", "screen_height")):
+        value = record.get(key)
+        if value is not None:
+            if type(value) is not int or not 0 <= value <= MAX_SCREEN_PIXELS:
+                raise _Invalid
+            setattr(activity, attribute, value)
+    activity.language = _text(record.get("l"), MAX_LANGUAGE_CHARS)
+    ip = record.get("ip")
+    if ip is not None:
+        if not isinstance(ip, str) or len(ip) > 64 or normalize_ip(ip) is None:
+            raise _Invalid
+        activity.ip_address = ip
+    country = record.get("cc", "")
+    if country and not (isinstance(country, str) and _COUNTRY.fullmatch(country)):
+        raise _Invalid
+    activity.country = country
+    activity.region = _text(record.get("rg", ""), 16, optional=False)
+    message = _text(record.get("em"), MAX_ERROR_MESSAGE_CHARS)
+    trace = _text(record.get("st"), MAX_STACK_TRACE_CHARS)
+    activity.error_message = clean_text(message, keep_lines=True) if message else message
+    activity.stack_trace = clean_text(trace, keep_lines=True) if trace else trace
+    if kind == "jsError" and not activity.error_message:
+        raise _Invalid
+    client = record.get("c")
+    if client is not None:
+        if not (
+            isinstance(client, list)
+            and len(client) == 3
+            and all(isinstance(part, str) and len(part) <= 100 for part in client)
+        ):
+            raise _Invalid
+        activity.client = ClientInfo(*client)
     return activity
+
+
+def decode_activity(record: dict[str, Any], sites: _SiteCache) -> Activity | None:
+    """The activity of a journal record; None if fresh input could not have produced it
+    (a damaged disk, or a line someone planted): every field is checked as the pipeline
+    checks fresh input, ids must be ids, the time a real one.
+
+    >>> decode_activity({"a": 0, "y": "pageView", "at": float("nan")}, _SiteCache()) is None
+    True
+    """
+    try:
+        return _checked(record, sites)
+    except (_Invalid, KeyError, TypeError, ValueError):
+        return None
 
 
 # -- segments -----------------------------------------------------------------------------
@@ -197,7 +355,8 @@ class Segment:
     size: int = 0
     sealed: bool = False  # no more activities will be appended
     read_offset: int = 0
-    skip: set[int] = field(default_factory=set)  # seqs already acknowledged (orphans)
+    # Orphans: per seq, 1 when it is not to be replayed (acknowledged, or refused).
+    skip: bytearray = field(default_factory=bytearray)
     outstanding: int = 0  # activities journaled (or found unacknowledged) minus acks
     unread: int = 0  # activities not read back yet
     next_seq: int = 0
@@ -207,6 +366,10 @@ class Segment:
     def finished(self) -> bool:
         """Nothing left to read or acknowledge: the file can go."""
         return self.sealed and self.unread == 0 and self.outstanding <= 0
+
+    def skipped(self, seq: int) -> bool:
+        """Whether ``seq`` is not to be replayed."""
+        return seq < len(self.skip) and self.skip[seq] == 1
 
 
 def _lock(fd: int) -> bool:
@@ -220,7 +383,7 @@ def _lock(fd: int) -> bool:
 def _same_file(fd: int, path: Path) -> bool:
     """After locking: ``path`` still names the file we hold (not unlinked, not replaced)."""
     try:
-        on_disk = path.stat()
+        on_disk = os.lstat(path)
     except FileNotFoundError:
         return False
     held = os.fstat(fd)
@@ -235,16 +398,160 @@ class Unjournaled(NamedTuple):
 
 
 def check_spool_dir(directory: str | os.PathLike[str]) -> None:
-    """Fail fast at ``init``: ``directory`` must exist or be creatable, and be writable."""
+    """Fail fast at ``init``: ``directory`` must be ours, closed to others and writable.
+
+    A missing directory is created with mode 0700. An existing one (a symlink to one is
+    fine) must be owned by this process's user and not writable by its group or others:
+    anyone who can write there can plant files that a replay would read.
+    """
     path = Path(directory)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        found = path.stat()
+        if not stat.S_ISDIR(found.st_mode):
+            raise ConfigurationError(f"spool_dir {str(path)!r} is not a directory")
+        if hasattr(os, "geteuid") and found.st_uid != os.geteuid():
+            raise ConfigurationError(
+                f"spool_dir {str(path)!r} belongs to another user (uid {found.st_uid}); use a"
+                " directory of this process's user"
+            )
+        if found.st_mode & 0o022:
+            raise ConfigurationError(
+                f"spool_dir {str(path)!r} is writable by its group or others (mode"
+                f" {stat.S_IMODE(found.st_mode):o}); chmod go-w it, or use a new directory"
+            )
         probe = path / f".probe-{secrets.token_hex(4)}.new"
-        probe.write_bytes(b"")
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
         probe.unlink()
     except OSError as exc:
         message = f"spool_dir {str(path)!r} is not a writable directory: {exc}"
         raise ConfigurationError(message) from None
+
+
+def _open_found(path: Path, flags: int) -> int | None:
+    """A descriptor of ``path`` if it is a regular file (never through a symlink, never
+    waiting on a FIFO or a device); None otherwise, or when it is gone."""
+    try:
+        fd = os.open(path, flags | _OPEN_FOUND)
+    except OSError:  # gone, a symlink (ELOOP), a directory, no permission...
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+class _NotOurs(Exception):
+    """A file named like a segment that this SDK cannot have written."""
+
+
+class _Scan:
+    """An orphan's lines, tallied in memory bounded by the activities it holds.
+
+    Seqs are given in line order from 0, one per activity line, so an activity's seq is
+    never beyond the lines read so far, and acknowledgements and transactions only name
+    seqs of activities before them: anything else is clipped. Bookkeeping is bounded too
+    (ranges, distinct websites); beyond the bounds the file is not ours.
+    """
+
+    _MAX_SITES = 1000
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.corrupt = 0
+        self.present = bytearray()  # per seq: an activity line was read
+        self.acked = bytearray()  # per seq: acknowledged
+        self.site = array("I")  # per seq: index in ``sites`` (0: none)
+        self.sites: dict[tuple[str, str] | None, int] = {None: 0}
+        self.prepared: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self._ranges = 0
+
+    def _grow(self, size: int) -> None:
+        missing = size - len(self.present)
+        if missing > 0:
+            self.present.extend(bytes(missing))
+            self.acked.extend(bytes(missing))
+            self.site.extend([0] * missing)
+
+    def _ranges_of(self, flat: object) -> list[tuple[int, int]]:
+        """Well-formed ranges, clipped to the activities read so far."""
+        if not isinstance(flat, list) or len(flat) % 2:
+            return []
+        self._ranges += len(flat) // 2
+        if self._ranges > 4 * self.lines + 1024:
+            raise _NotOurs("more bookkeeping than activities")
+        limit = len(self.present)
+        ranges = []
+        for start, stop in zip(flat[::2], flat[1::2], strict=True):
+            if type(start) is int and type(stop) is int:
+                start, stop = max(start, 0), min(stop, limit)
+                if start < stop:
+                    ranges.append((start, stop))
+        return ranges
+
+    def line(self, line: bytes) -> None:
+        self.lines += 1
+        record = decode_line(line)
+        if record is None:
+            self.corrupt += 1  # its seq is unreadable too: nothing to replay or count
+            return
+        seq = record.get("a")
+        if type(seq) is int:
+            if not 0 <= seq < self.lines:
+                self.corrupt += 1
+                return
+            self._grow(seq + 1)
+            self.present[seq] = 1
+            site = record.get("s")
+            key = None
+            if isinstance(site, list) and len(site) == 3:
+                rid, tid = site[0], site[1]
+                if isinstance(rid, str) and isinstance(tid, str):
+                    key = (rid, tid)
+            index = self.sites.get(key)
+            if index is None:
+                if len(self.sites) > self._MAX_SITES:
+                    raise _NotOurs("activities of too many websites")
+                index = self.sites[key] = len(self.sites)
+            self.site[seq] = index
+        elif "k" in record:
+            for start, stop in self._ranges_of(record["k"]):
+                self.acked[start:stop] = b"\x01" * (stop - start)
+        elif "p" in record and isinstance(record.get("m"), str):
+            key = (record["m"], str(record.get("t"))[:64])
+            ranges = self._ranges_of(record["p"])
+            if ranges:
+                self.prepared.setdefault(key, []).extend(ranges)
+
+    def unacknowledged(self, ranges: list[tuple[int, int]]) -> list[int]:
+        """The seqs in ``ranges`` that hold an activity not acknowledged."""
+        found: set[int] = set()
+        for start, stop in ranges:
+            found.update(
+                seq for seq in range(start, stop) if self.present[seq] and not self.acked[seq]
+            )
+        return sorted(found)
+
+    def acknowledge(self, seqs: Iterable[int]) -> None:
+        for seq in seqs:
+            self.acked[seq] = 1
+
+    def by_site(self) -> dict[tuple[str, str] | None, list[int]]:
+        """The activities to replay, by the (record id, tracking id) they name."""
+        keys = {index: key for key, index in self.sites.items()}
+        found: dict[tuple[str, str] | None, list[int]] = {}
+        for seq, present in enumerate(self.present):
+            if present and not self.acked[seq]:
+                found.setdefault(keys[self.site[seq]], []).append(seq)
+        return found
+
+    def unread(self) -> int:
+        return sum(1 for seq, present in enumerate(self.present) if present and not self.acked[seq])
 
 
 class Spool:
@@ -266,6 +573,7 @@ class Spool:
         self._lock = threading.RLock()
         self.unreadable_own = 0
         self.unreadable_recovered = 0
+        self.refused_recovered = 0
 
     # -- writing ----------------------------------------------------------------------
 
@@ -352,12 +660,13 @@ class Spool:
             current.sealed = True
             if current.finished:
                 self._remove(current)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._counter += 1
         name = f"{self._token}-{self._counter:06d}"
         # Locked before it gets its final name, so no scanner ever sees it unlocked.
         temporary = self.directory / f".{name}.new"
-        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW
+        fd = os.open(temporary, flags, 0o600)
         _lock(fd)
         path = self.directory / f"{name}{SUFFIX}"
         os.rename(temporary, path)
@@ -415,6 +724,8 @@ class Spool:
             block = os.pread(segment.fd, _READ_BLOCK, segment.read_offset)
             end = block.rfind(b"\n") + 1
             if end == 0:
+                if len(block) == _READ_BLOCK:  # a line longer than any of ours: give up on
+                    segment.read_offset = segment.size  # the rest, counted below
                 break  # a torn tail; orphans were truncated, our own never tear
             start = 0
             while start < end and found < limit:
@@ -428,7 +739,7 @@ class Spool:
                 if record is None or not isinstance(seq, int):
                     self._unreadable(segment, counted=segment.own)
                     continue
-                if seq in segment.skip:
+                if segment.skipped(seq):
                     continue
                 activity = decode_activity(record, self._sites)
                 if activity is None:
@@ -462,11 +773,13 @@ class Spool:
 
     # -- replaying orphans ------------------------------------------------------------
 
-    def claim_orphans(self, committed: CommitCheck) -> int:
+    def claim_orphans(self, committed: CommitCheck, site_known: SiteCheck) -> int:
         """Take over segments no live process holds; returns the activities found.
 
-        ``committed(marker, token)`` may raise (PocketBase unreachable): the
-        segment is released and tried again on a later call.
+        ``committed(marker, token)`` and ``site_known(record_id, tracking_id)`` may raise
+        (PocketBase unreachable): the segment is released and tried again on a later call.
+        Activities of a website PocketBase does not know (deleted since, or never ours)
+        are not replayed; they are counted in ``refused_recovered``.
         """
         with self._lock:
             if not self.directory.is_dir():
@@ -479,23 +792,27 @@ class Spool:
             claimed: list[Segment] = []
             try:
                 for path in paths:
-                    segment = self._claim(path, committed)
+                    segment = self._claim(path, committed, site_known)
                     if segment is not None:
                         claimed.append(segment)
             finally:
                 self._segments[:0] = claimed  # older than anything of ours: replay them first
             return sum(segment.unread for segment in claimed)
 
-    def _claim(self, path: Path, committed: CommitCheck) -> Segment | None:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND)
-        except FileNotFoundError:
+    def _claim(self, path: Path, committed: CommitCheck, site_known: SiteCheck) -> Segment | None:
+        fd = _open_found(path, os.O_RDWR | os.O_APPEND)
+        if fd is None:
+            if path.is_symlink() or path.exists():
+                self._set_aside(path, None, "not a regular file")
             return None
         if not _lock(fd) or not _same_file(fd, path):
             os.close(fd)
             return None
         try:
-            segment = self._scan(path, fd, committed)
+            segment = self._scan(path, fd, committed, site_known)
+        except _NotOurs as exc:
+            self._set_aside(path, fd, str(exc))
+            return None
         except BaseException:
             os.close(fd)  # releases the lock: another attempt later
             raise
@@ -505,59 +822,92 @@ class Spool:
         logger.info("skopos: replaying %d activities from %s", segment.unread, path.name)
         return segment
 
-    def _scan(self, path: Path, fd: int, committed: CommitCheck) -> Segment:
-        data = b""
-        while True:
-            block = os.pread(fd, _READ_BLOCK, len(data))
+    def _set_aside(self, path: Path, fd: int | None, why: str) -> None:
+        """A file named like a segment that is not one of ours: renamed, never read again."""
+        logger.error(
+            "skopos: %s in spool_dir is not a segment this SDK wrote (%s); set aside as %s",
+            path.name,
+            why,
+            path.name + REJECTED_SUFFIX,
+        )
+        try:
+            os.rename(path, path.with_name(path.name + REJECTED_SUFFIX))
+        except OSError as exc:
+            logger.error("skopos: could not set %s aside: %s", path.name, exc)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _scan(self, path: Path, fd: int, committed: CommitCheck, site_known: SiteCheck) -> Segment:
+        """Read an orphan's bookkeeping, in bounded memory; ``_NotOurs`` when it cannot be a
+        segment we wrote (too big, a line too long, more bookkeeping than activities)."""
+        size = os.fstat(fd).st_size
+        if size > MAX_ORPHAN_BYTES:
+            raise _NotOurs(f"{size} bytes")
+        scan = _Scan()
+        good = 0
+        carry = b""
+        while good + len(carry) < size:
+            block = os.pread(fd, _READ_BLOCK, good + len(carry))
             if not block:
                 break
-            data += block
-        good = data.rfind(b"\n") + 1
-        if good < len(data):
+            data = carry + block
+            lines = data.split(b"\n")
+            carry = lines.pop()
+            if len(carry) > MAX_LINE_BYTES:
+                raise _NotOurs("a line longer than any this SDK writes")
+            for line in lines:
+                if len(line) > MAX_LINE_BYTES:
+                    raise _NotOurs("a line longer than any this SDK writes")
+                scan.line(line)
+                good += len(line) + 1
+        if carry:
             os.ftruncate(fd, good)  # a torn last write; appends must start on a new line
-        activities: set[int] = set()
-        acked: set[int] = set()
-        prepared: dict[tuple[str, str], set[int]] = {}
-        corrupt = 0
-        for line in data[:good].split(b"\n")[:-1]:
-            record = decode_line(line)
-            if record is None:
-                corrupt += 1  # its seq is unreadable too: nothing to replay or count
-            elif isinstance(record.get("a"), int):
-                activities.add(record["a"])
-            elif "k" in record:
-                acked.update(from_ranges(record["k"]))
-            elif "p" in record and isinstance(record.get("m"), str):
-                key = (record["m"], str(record.get("t")))
-                prepared.setdefault(key, set()).update(from_ranges(record["p"]))
-        if corrupt or good < len(data):
+        if scan.corrupt or carry:
             logger.warning(
                 "skopos: %s: skipped %d corrupted lines%s",
                 path.name,
-                corrupt,
-                " and a torn last write" if good < len(data) else "",
+                scan.corrupt,
+                " and a torn last write" if carry else "",
             )
         segment = Segment(
-            path, fd, own=False, size=good, sealed=True, skip=acked, number=next(self._numbers)
+            path, fd, own=False, size=good, sealed=True, skip=scan.acked, number=next(self._numbers)
         )
-        for (marker, token), seqs in prepared.items():
-            in_doubt = (seqs & activities) - acked
+        for (marker, token), ranges in scan.prepared.items():
+            in_doubt = scan.unacknowledged(ranges)
             if in_doubt and committed(marker, token):
-                acked |= in_doubt
+                scan.acknowledge(in_doubt)
                 self._append(segment, encode_line({"k": to_ranges(in_doubt)}))
-        unread = len(activities - acked)
-        segment.unread = segment.outstanding = unread
+        refused: list[int] = []
+        for key, seqs in scan.by_site().items():
+            if key is None or not site_known(*key):
+                refused.extend(seqs)
+        if refused:
+            logger.warning(
+                "skopos: %s: %d activities of a website PocketBase does not know; not replayed",
+                path.name,
+                len(refused),
+            )
+            scan.acknowledge(refused)
+            self._append(segment, encode_line({"k": to_ranges(refused)}))
+            self.refused_recovered += len(refused)
+        segment.unread = segment.outstanding = scan.unread()
         return segment
+
+    def take_refused(self) -> int:
+        """Replayed activities refused (unknown website) since the last call."""
+        with self._lock:
+            count, self.refused_recovered = self.refused_recovered, 0
+            return count
 
     def _remove_stale_temporaries(self) -> None:
         """Segments whose creator died before naming them (empty, or nearly)."""
         for path in self.directory.glob(".*.new"):
             if time.time() - _mtime(path) < 60:
                 continue  # may be being created right now
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
+            fd = _open_found(path, os.O_RDONLY)
+            if fd is None:
+                continue  # gone, or not a file we would have made: left alone
             try:
                 if _lock(fd) and _same_file(fd, path):
                     path.unlink(missing_ok=True)

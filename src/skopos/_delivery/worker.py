@@ -1,11 +1,14 @@
 """The background worker: queue → pipeline → (spool) → sessionizer → writer thread.
 
-Each round takes the queued calls, has the pipeline prepare them (drops are acknowledged at
+Before anything else it connects to PocketBase (``connecting``): until then calls wait in
+the queue, and a failed attempt is tried again with backoff, however long it takes. Each
+round then takes the queued calls, has the pipeline prepare them (drops are acknowledged at
 once, with their reason), and hands writes to the writer thread: activities when a batch is
-due, JS error groups every ``js_error_batch_interval``. When to
-take, write and sleep is decided by ``schedule`` from a ``Situation`` of this worker; this
-module does the I/O. While PocketBase cannot be reached, calls wait (the queue stays
-bounded) and nothing accepted is dropped before the shutdown deadline.
+due, with the JS error groups they carried (or, with a ``js_error_batch_interval``, the
+groups every interval). When to take, write and sleep is decided by ``schedule`` from a
+``Situation`` of this worker; this module does the I/O. While PocketBase cannot be reached,
+calls wait (the queue stays bounded) and nothing accepted is dropped before the shutdown
+deadline.
 
 With a spool (``spool_dir``), prepared activities go to the journal first and the worker
 reads them back from it: memory holds a bounded read-ahead, the queue keeps draining to disk
@@ -21,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from skopos._config import SkoposOptions
+from skopos._delivery.connecting import Connector, classify, jitter, plan_retry
 from skopos._delivery.js_errors import ErrorAggregator
 from skopos._delivery.schedule import Policy, Situation, is_idle, plan_take, plan_writes
 from skopos._delivery.sessions import Sessionizer
@@ -54,7 +58,7 @@ class Worker:
         self,
         *,
         queue: WorkQueue[TrackCall],
-        pipeline: Pipeline,
+        connector: Connector,
         sessionizer: Sessionizer,
         sites: SiteRegistry,
         writer: BatchWriter,
@@ -64,10 +68,18 @@ class Worker:
         errors: InternalErrors,
         options: SkoposOptions,
         spool: Spool | None = None,
+        pipeline: Pipeline | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._queue = queue
+        self._connector = connector
+        # None until connected (the pipeline needs the salt); given when already connected
+        # (a forked child of a connected process).
         self._pipeline = pipeline
+        self._connect_due = 0.0
+        self._connect_failures = 0
+        self._connect_logged: tuple[str, float] | None = None  # message, when
+        self._stop_seen = False
         self._sessionizer = sessionizer
         self._sites = sites
         self._writer = writer
@@ -98,6 +110,17 @@ class Worker:
     def alive(self) -> bool:
         """Whether the worker thread is running."""
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The pipeline, once connected."""
+        return self._pipeline
+
+    def connect_now(self) -> None:
+        """Connect from the calling thread (``init(wait=True)``), before the worker runs;
+        raises what prevents it (``ConfigurationError``, ``PocketBaseError``)."""
+        if self._pipeline is None:
+            self._connected(self._connector.connect())
 
     def start(self) -> None:
         """Start (or restart) the threads."""
@@ -158,8 +181,90 @@ class Worker:
             errors_full=self._errors.full,
         )
 
+    # -- connecting -------------------------------------------------------------------
+
+    def _connected(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._ledger.connected = True
+        if self._connect_failures:
+            logger.info(
+                "skopos: connected to PocketBase after %d failed attempts; writing the %d"
+                " calls that waited",
+                self._connect_failures,
+                len(self._queue),
+            )
+        self._connect_failures = 0
+        self.replay_orphans()  # what a killed process left in spool_dir
+
+    def _connecting_step(self) -> bool:
+        """A round before the worker is connected: try when due; True when done (stopped)."""
+        stopping = self._stopping.requested
+        if stopping and not len(self._queue):
+            return True  # nothing to write: no reason to wait for PocketBase
+        now = self._clock()
+        if stopping and not self._stop_seen:
+            self._stop_seen = True
+            self._connect_due = min(self._connect_due, now)  # PocketBase may be back: try now
+        if now >= self._connect_due:
+            try:
+                pipeline = self._connector.connect()
+            except Exception as exc:
+                self._connect_failed(exc, now)
+            else:
+                self._connected(pipeline)
+                return False
+        if self._stopping.deadline_passed():
+            self._give_up()
+            return True
+        # Calls wait in the queue meanwhile. A stop request ends the wait (its event stays
+        # set, so during a stop the deadline is watched in short sleeps instead).
+        wait = max(0.0, min(self._connect_due - self._clock(), 1.0))
+        if stopping:
+            time.sleep(min(wait, 0.1))
+        else:
+            self._stopping.sleep(wait)
+        return False
+
+    def _connect_failed(self, error: Exception, now: float) -> None:
+        kind = classify(error)
+        if kind == "transient" and not isinstance(error, (PocketBaseError, OSError)):
+            self._errors_seen.keep(error)  # not a PocketBase failure: a bug (strict raises)
+        self._connect_failures += 1
+        message = f"{type(error).__name__}: {error}"
+        logged = self._connect_logged
+        plan = plan_retry(
+            kind,
+            self._connect_failures,
+            same_as_last_logged=logged is not None and logged[0] == message,
+            since_logged=now - logged[1] if logged is not None else 0.0,
+            jitter=jitter(),
+        )
+        self._connect_due = now + plan.delay
+        self._ledger.note_error(f"cannot connect to PocketBase: {message}", retried=False)
+        if plan.level == "debug":
+            logger.debug("skopos: still cannot connect to PocketBase: %s", message)
+            return
+        self._connect_logged = (message, now)
+        advice = (
+            "fix the configuration; tracking calls wait in the queue"
+            if kind == "needs_fix"
+            else "tracking calls wait in the queue"
+        )
+        logger.log(
+            logging.ERROR if plan.level == "error" else logging.WARNING,
+            "skopos: cannot connect to PocketBase at %s (%s); %s, next attempt in %.0f s",
+            self._options.pocketbase_url,
+            message,
+            advice,
+            plan.delay,
+        )
+
+    # -- the rounds ---------------------------------------------------------------------
+
     def _step(self) -> bool:
         """One round: wait for calls, prepare them, write what is due; True when done."""
+        if self._pipeline is None:
+            return self._connecting_step()
         generation = self._ledger.flush_requested  # read first: served by this round
         stopping = self._stopping.requested
         flushing = stopping or self._flush.is_set()
@@ -220,9 +325,11 @@ class Worker:
     def _prepare_into(
         self, prepared: list[Activity], calls: list[TrackCall], wait_on_error: bool
     ) -> None:
+        pipeline = self._pipeline
+        assert pipeline is not None  # only called once connected
         for index, call in enumerate(calls):
             try:
-                result = self._pipeline.prepare(call)
+                result = pipeline.prepare(call)
             except PocketBaseError as exc:
                 # Site rules could not be read: keep the calls, try again later.
                 self._held = calls[index:]
@@ -296,14 +403,23 @@ class Worker:
             return
         self._orphans_due = now + _ORPHAN_SCAN_INTERVAL
         try:
-            found = spool.claim_orphans(self._writer.committed)
+            found = spool.claim_orphans(self._writer.committed, self._site_known)
         except (PocketBaseError, OSError) as exc:
             logger.debug("skopos: spool replay postponed: %s", exc)
             self._orphans_due = now + 1.0
             return
+        refused = spool.take_refused()
+        if refused:
+            self._ledger.expect_recovered(refused)
+            self._ledger.count_recovered(DropReason.UNKNOWN_SITE, refused)
         if found:
             self._ledger.expect_recovered(found)
             logger.info("skopos: replaying %d calls an earlier process left in the spool", found)
+
+    def _site_known(self, record_id: str, tracking_id: str) -> bool:
+        """Whether a replayed activity's website is one PocketBase knows under that id."""
+        rules = self._sites.get(tracking_id)  # PocketBaseError: the replay is postponed
+        return rules is not None and rules.record_id == record_id
 
     def _drain_to_spool(self) -> None:
         """While the worker waits for PocketBase, move queued calls to the journal."""
@@ -338,17 +454,38 @@ class Worker:
         self._backoff.reset()
         activities, self._activities = self._activities, []
         writes = self._sessionizer.assign(activities)
+        rejected = {id(activity): activity for activity in self._sessionizer.rejected}
+        if rejected:
+            self._drop_activities(list(rejected.values()), DropReason.INTERNAL_ERROR)
         for activity in activities:
-            if activity.type == "jsError":
+            if activity.type == "jsError" and id(activity) not in rejected:
                 self._errors.add(activity)
+        if not self._options.js_error_batch_interval:
+            # The default: error groups aggregate only within a batch and go with it, so a
+            # stop signal loses no more of them than of page views.
+            writes.extend(self._error_writes())
         self._writes.submit(writes)
 
+    def _drop_activities(self, activities: list[Activity], reason: DropReason) -> None:
+        """Acknowledge ``activities`` as dropped: in the ledger, and in the spool."""
+        own = sum(1 for activity in activities if not activity.recovered)
+        if own:
+            self._ledger.ack_dropped(reason, own)
+        if own < len(activities):
+            self._ledger.count_recovered(reason, len(activities) - own)
+        refs = [activity.spool_ref for activity in activities if activity.spool_ref is not None]
+        if refs and self._spool is not None:
+            self._spool.acknowledge(refs)
+
     def _write_errors(self) -> None:
+        self._writes.submit(self._error_writes())
+
+    def _error_writes(self) -> list[PendingWrite]:
         self._errors_due = self._clock() + self._options.js_error_batch_interval
         writes: list[PendingWrite] = []
         for group in self._errors.take():
             writes.extend(group.writes())
-        self._writes.submit(writes)
+        return writes
 
     def _refresh_sites(self) -> None:
         try:
@@ -364,7 +501,7 @@ class Worker:
         self._writes.stop(1.0)
         left = self._held + self._queue.drain()
         self._held = []
-        if self._spool is not None:
+        if self._spool is not None and self._pipeline is not None:
             self._prepare(left, wait_on_error=False)  # to the journal
             left, self._held = self._held, []
         count = len(left)

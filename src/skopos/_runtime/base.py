@@ -76,12 +76,22 @@ class Runtime(Protocol):
         """Calls waiting for the worker."""
         ...
 
+    def connect(self) -> None:
+        """Connect to PocketBase now, from the calling thread, before ``start``
+        (``init(wait=True)``); raises ``ConfigurationError`` or ``PocketBaseError``."""
+        ...
+
     def start(self) -> None:
-        """Start (or restart) the background threads (and process); idempotent."""
+        """Start (or restart) the background threads (and process); idempotent, never
+        waits: the worker connects to PocketBase in the background."""
         ...
 
     def stop(self, timeout: float) -> None:
         """Write what can be written within ``timeout`` s, then stop and close everything."""
+        ...
+
+    def close(self) -> None:
+        """Release what was built, when ``start`` never ran (a failed ``connect``)."""
         ...
 
     def for_child(self) -> Runtime:

@@ -1,11 +1,12 @@
 """The worker process (``worker_process=True``): the pipeline, sessionizer and writer,
-off the host's GIL. Started by ``process.ProcessRuntime`` as
-``python -m skopos._runtime.child``; not a public entry point.
+off the host's GIL. Started by ``process.ProcessRuntime`` in an isolated interpreter
+(``process.child_command``) that runs ``main``; not a public entry point.
 
 Protocol (the frames of ``wire``): the host sends ``Options`` first, then ``Calls``,
 ``Flush`` and ``Stop``. This process answers ``Ready`` or ``Failed`` once, then ``Stats``
-frames with what its ledger counted since the previous one, and ``Stopped``. End of input
-(the host died) means: write what is queued, then exit.
+frames with what its ledger counted since the previous one, and ``Stopped``. It connects to
+PocketBase in the background, like the in-process worker (``Options.wait``: before
+answering). End of input (the host died) means: write what is queued, then exit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from skopos._config import SkoposOptions
 from skopos._exceptions import ConfigurationError, PocketBaseError
 from skopos._runtime import wire
 from skopos._runtime.thread import ThreadRuntime, new_client
-from skopos._tracking.salt import load_or_create_salt
+from skopos._tracking.activity import call_size
 
 logger = logging.getLogger("skopos")
 
@@ -61,7 +62,8 @@ class _Reporter:
             "recovered": dict(ledger.recovered),
             "recovered_expected": ledger.recovered_expected,
             "flush_completed": ledger.flush_completed,
-            "spoofed": runtime.pipeline.spoof_attempts,
+            "spoofed": runtime.spoof_attempts,
+            "connected": ledger.connected,
             "last_error": ledger.last_error,
             "last_error_at": ledger.last_error_at,
             "realtime": runtime.sites.realtime_connected,
@@ -103,14 +105,14 @@ class _Reporter:
         self.thread.join(1.0)
 
 
-def _start(options: SkoposOptions) -> ThreadRuntime:
-    client = new_client(options)
-    client.authenticate()
-    runtime = ThreadRuntime(options, client, load_or_create_salt(client))
-    if runtime.sites.get(options.site_id) is None:
-        raise ConfigurationError(f"no website with tracking id {options.site_id!r}")
-    runtime.pipeline.warm_up()
-    runtime.worker.replay_orphans()
+def _start(options: SkoposOptions, *, wait: bool) -> ThreadRuntime:
+    runtime = ThreadRuntime(options, new_client(options))
+    if wait:
+        try:
+            runtime.connect()
+        except BaseException:
+            runtime.close()
+            raise
     runtime.start()
     return runtime
 
@@ -127,7 +129,7 @@ def _serve(runtime: ThreadRuntime, inbox: int) -> float:
                 if isinstance(call, str):  # validated on the host, and dropped
                     runtime.ledger.ack_dropped(call)
                     continue
-                while not runtime.queue.put(call):  # full: hold the host back instead
+                while not runtime.queue.put(call, call_size(call)):  # full: hold the host back
                     runtime.worker.request_flush()
                     threading.Event().wait(0.005)
         elif isinstance(frame, wire.Flush):
@@ -153,7 +155,7 @@ def main() -> int:
         return 1
     try:
         options = SkoposOptions(**{**config.values, "worker_process": False})
-        runtime = _start(options)
+        runtime = _start(options, wait=config.wait)
     except (ConfigurationError, PocketBaseError) as exc:
         wire.send(outbox, wire.Failed(type(exc).__name__, str(exc)))
         return 1

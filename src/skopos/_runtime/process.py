@@ -11,6 +11,15 @@ at a lower priority than the host (nice +10).
 The child reports what its ledger counted, and this side's ``Ledger`` adds it
 up, so ``flush`` and ``stats`` work as in-process.
 
+The feeder thread owns the child: it starts it (in the background, so ``init`` and a
+forked host's first call never wait for a Python process to start), ships calls to it,
+and starts another when one dies, with backoff. The child connects to PocketBase in the
+background too, unless ``init(wait=True)`` asks it to connect before it answers.
+
+The child runs in an isolated interpreter (``-I``: neither the working directory nor
+``PYTHONPATH`` nor user site-packages come first) and is handed the host's own import path,
+this copy of skopos first: nothing planted in the host's working directory can run in it.
+
 A full pipe blocks the feeder, the queue then fills and new calls are dropped as
 ``queue_full``: memory stays bounded on both sides. If the child dies, what it
 had been given and not acknowledged is counted as ``worker_exited`` (with a
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import subprocess
@@ -30,36 +40,60 @@ import time
 from pathlib import Path
 from typing import Any
 
+import skopos._exceptions as _exceptions
 from skopos._config import SkoposOptions
-from skopos._exceptions import ConfigurationError, PocketBaseError
+from skopos._exceptions import PocketBaseError
 from skopos._queue import POLL_AFTER_CALLS, TAKE_AT_ONCE, WorkQueue
 from skopos._runtime import wire
 from skopos._runtime.base import keep_inherited
 from skopos._stats import DropReason, InternalErrors, Ledger
 from skopos._tracking.activity import TrackCall
 
-__all__ = ["ProcessRuntime"]
+__all__ = ["ProcessRuntime", "child_command"]
 
 logger = logging.getLogger("skopos")
 
 _LINGER = 0.02  # the feeder waits this long for company before shipping a frame
 _READY_TIMEOUT = 60.0
+_RESTART_BACKOFF = (1.0, 30.0)  # seconds before starting a child again: first, ceiling
+
+# The child's entry point: the host's import path (argv[1]) and nothing from the working
+# directory, then ``main``.
+_BOOTSTRAP = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+    "from skopos._runtime.child import main; sys.exit(main())"
+)
+
+
+def child_command() -> list[str]:
+    """The command line of a worker process: this interpreter, isolated, with this process's
+    import path (absolute entries only), the directory this copy of skopos came from first."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    paths = [package_root]
+    for entry in sys.path:
+        if entry and os.path.isabs(entry) and entry not in paths:
+            paths.append(entry)
+    return [sys.executable, "-I", "-c", _BOOTSTRAP, json.dumps(paths)]
+
+
+def _failure(answer: wire.Failed) -> Exception:
+    """The exception a child reported, as its own class when it is one of ours."""
+    kind = getattr(_exceptions, answer.kind, None)
+    if isinstance(kind, type) and issubclass(kind, _exceptions.SkoposError):
+        return kind(answer.message)
+    return PocketBaseError(f"the worker process could not start: {answer.message}")
 
 
 class _Child:
     """One worker process and the two pipe ends we hold."""
 
-    def __init__(self, options: SkoposOptions) -> None:
-        # The child imports this very copy of skopos, wherever the host found it.
-        package_root = str(Path(__file__).resolve().parents[2])
-        path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    def __init__(self, options: SkoposOptions, *, wait: bool) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "skopos._runtime.child"],
+            child_command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
             close_fds=True,
-            env={**os.environ, "PYTHONPATH": path},
         )
         assert self.process.stdin is not None
         assert self.process.stdout is not None
@@ -68,8 +102,8 @@ class _Child:
         self.given = 0  # calls shipped to it
         self.acknowledged = 0  # of those, acknowledged by it
         self.depth = 0
-        self.feeder: threading.Thread | None = None
-        wire.send(self.inbox, wire.Options(dataclasses.asdict(options)))
+        self.gone = False  # its output ended: it exited or is exiting
+        wire.send(self.inbox, wire.Options(dataclasses.asdict(options), wait))
 
     def abandon(self) -> None:
         """In a forked host: close the inherited pipe ends without touching the child (the
@@ -79,9 +113,7 @@ class _Child:
                 os.close(fd)
 
     def close(self) -> None:
-        """Close our pipe ends, once the child is gone and the feeder is done with them."""
-        if self.feeder is not None and self.feeder is not threading.current_thread():
-            self.feeder.join(5.0)
+        """Close our pipe ends, once the child is gone."""
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):
@@ -108,22 +140,17 @@ class ProcessWorker:
         self._stop = threading.Event()
         self._stop_timeout = 10.0
         self._lock = threading.Lock()
+        self._unsent: list[TrackCall] = []  # taken from the queue, not shipped (child died)
         self.spoof_attempts = 0
         self.realtime_connected = False
-        # Read on every tracking call: a flag, where ``alive`` would poll the process.
+        # Read on every tracking call: a flag, where ``alive`` would look at the thread.
         self.running = False
 
     @property
     def alive(self) -> bool:
-        """Whether the feeder and the child are running."""
-        child = self._child
+        """Whether the feeder runs (it keeps a child running)."""
         feeder = self._feeder
-        return (
-            child is not None
-            and child.process.poll() is None
-            and feeder is not None
-            and feeder.is_alive()
-        )
+        return feeder is not None and feeder.is_alive()
 
     @property
     def child_depth(self) -> int:
@@ -131,33 +158,49 @@ class ProcessWorker:
         child = self._child
         return child.depth if child is not None else 0
 
-    def start(self) -> None:
-        """Start the child (waiting until it is ready) and the threads; idempotent.
+    def connect(self) -> None:
+        """Start a child that connects to PocketBase before it answers, and wait for it
+        (``init(wait=True)``); raises what the child reported."""
+        with self._lock:
+            if self._child is None:
+                self._child = self._spawn(wait=True, raise_failure=True)
 
-        Raises ``ConfigurationError`` or ``PocketBaseError`` with the child's reason.
-        """
+    def start(self) -> None:
+        """Start the feeder thread, which starts the child; idempotent, never waits."""
         with self._lock:
             if self.alive or self._stop.is_set():
                 return
-            self._retire()
-            child = _Child(self._options)
-            answer = self._await_ready(child)
-            if isinstance(answer, wire.Failed):
-                child.process.wait(5)
-                child.close()
-                if answer.kind == "ConfigurationError":
-                    raise ConfigurationError(answer.message)
-                raise PocketBaseError(f"the worker process could not start: {answer.message}")
-            self._child = child
-            threading.Thread(target=self._read, args=(child,), daemon=True).start()
             self._feeder = threading.Thread(target=self._feed, name="skopos-feeder", daemon=True)
-            child.feeder = self._feeder
-            self._feeder.start()
             self.running = True
+            self._feeder.start()
+
+    def _spawn(self, *, wait: bool, raise_failure: bool = False) -> _Child | None:
+        """A new child, ready (its reader thread started); None if it failed (logged)."""
+        child = _Child(self._options, wait=wait)
+        answer = self._await_ready(child)
+        if isinstance(answer, wire.Failed):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(5)
+            child.close()
+            error = _failure(answer)
+            if raise_failure:
+                raise error
+            logger.error("skopos: the worker process could not start: %s", answer.message)
+            self._ledger.note_error(f"worker process: {answer.message}", retried=False)
+            return None
+        threading.Thread(
+            target=self._read, args=(child,), name="skopos-reader", daemon=True
+        ).start()
+        return child
 
     def _await_ready(self, child: _Child) -> wire.Ready | wire.Failed:
         result: list[object] = []
-        reader = threading.Thread(target=lambda: result.append(wire.receive(child.outbox)))
+
+        def receive() -> None:
+            with contextlib.suppress(OSError):
+                result.append(wire.receive(child.outbox))
+
+        reader = threading.Thread(target=receive, daemon=True)
         reader.start()
         reader.join(_READY_TIMEOUT)
         answer = result[0] if result else None
@@ -168,11 +211,8 @@ class ProcessWorker:
         child.close()
         return wire.Failed("PocketBaseError", "no answer from the worker process")
 
-    def _retire(self) -> None:
+    def _retire(self, child: _Child) -> None:
         """Account for a child that died: what it held and had not acknowledged is lost."""
-        child, self._child = self._child, None
-        if child is None:
-            return
         lost = child.given - child.acknowledged
         if lost > 0:
             logger.error("skopos: the worker process exited; %d tracking calls lost", lost)
@@ -195,31 +235,69 @@ class ProcessWorker:
         self._stop_timeout = timeout
         self._stop.set()
         self._queue.wake()
-        feeder, child = self._feeder, self._child
+        feeder = self._feeder
         if feeder is not None:
             feeder.join(timeout + 1.0)
+        child = self._child
         if child is not None:
             try:
                 child.process.wait(timeout + 3.0)
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait(5)
+        if feeder is None or not feeder.is_alive():
+            self._give_up()
+
+    def _give_up(self) -> None:
+        """No child took them: calls left here are undelivered."""
+        left = len(self._unsent) + len(self._queue.drain())
+        self._unsent = []
+        if left:
+            logger.warning("skopos: shutdown deadline passed; %d tracking calls undelivered", left)
+            self._ledger.ack_dropped(DropReason.UNDELIVERED_AT_SHUTDOWN, left)
+
+    # -- the feeder ---------------------------------------------------------------------
 
     def _feed(self) -> None:
-        child = self._child
-        assert child is not None
+        delays = _RESTART_BACKOFF[0]
         try:
-            self._ship(child)
+            while True:
+                child = self._child
+                if child is None or child.gone:
+                    if child is not None:
+                        self._child = None
+                    if self._stop.is_set() and not self._unsent and not len(self._queue):
+                        return
+                    child = self._spawn(wait=False)
+                    if child is None:
+                        # Calls wait in the queue; try again later (sooner when stopping).
+                        deadline = time.monotonic() + delays
+                        delays = min(delays * 2, _RESTART_BACKOFF[1])
+                        while time.monotonic() < deadline:
+                            if self._stop.wait(0.1):
+                                return  # stop: what is queued is given up by stop()
+                        continue
+                    self._child = child
+                    delays = _RESTART_BACKOFF[0]
+                if self._ship(child):
+                    return
+        except Exception as exc:  # never let the feeder die silently
+            logger.exception("skopos: internal error in the feeder")
+            self._errors.note(exc)
         finally:
             self.running = False
 
-    def _ship(self, child: _Child) -> None:
+    def _ship(self, child: _Child) -> bool:
+        """Ship calls to ``child`` until a stop is done (True) or it is gone (False)."""
         last_calls = time.monotonic() - POLL_AFTER_CALLS
         try:
-            while True:
+            while not child.gone:
                 stopping = self._stop.is_set()
+                calls, self._unsent = self._unsent, []
                 if stopping:
-                    calls = self._queue.take(TAKE_AT_ONCE, 0.0)
+                    calls += self._queue.take(TAKE_AT_ONCE, 0.0)
+                elif calls:
+                    pass  # a dead child's calls go first, at once
                 elif time.monotonic() - last_calls < POLL_AFTER_CALLS:
                     # Polling: a burst gathers into one frame, no call pays for waking us.
                     calls = self._queue.take(TAKE_AT_ONCE, _LINGER, wake_at=TAKE_AT_ONCE)
@@ -230,19 +308,24 @@ class ProcessWorker:
                         calls += self._queue.take(TAKE_AT_ONCE - len(calls), 0.0)
                 if calls:
                     last_calls = time.monotonic()
-                    wire.send_encoded(child.inbox, wire.calls_frame(calls))
+                    try:
+                        wire.send_encoded(child.inbox, wire.calls_frame(calls))
+                    except OSError:
+                        self._unsent = calls  # for the next child
+                        raise
                     child.given += len(calls)
                 if self._flush.is_set() and not len(self._queue):
                     self._flush.clear()
                     wire.send(child.inbox, wire.Flush(self._ledger.flush_requested))
                 if stopping and not len(self._queue):
                     wire.send(child.inbox, wire.Stop(self._stop_timeout))
-                    return
+                    return True
         except OSError:
             logger.error("skopos: the worker process went away")
-        except Exception as exc:  # never let the feeder die silently
-            logger.exception("skopos: internal error in the feeder")
-            self._errors.note(exc)
+        child.gone = True
+        return False
+
+    # -- the reader ---------------------------------------------------------------------
 
     def _read(self, child: _Child) -> None:
         while True:
@@ -254,17 +337,17 @@ class ProcessWorker:
                 break
             if isinstance(frame, wire.Stats):
                 self._apply(child, frame.delta)
-        self.running = False
+        child.gone = True
+        self._queue.wake()  # the feeder notices at once and starts another
         child.process.wait()
         child.close()
-        with self._lock:
-            if self._child is child and not self._stop.is_set():
-                self._retire()
-            elif child.given > child.acknowledged and self._stop.is_set():
-                self._ledger.ack_dropped(
-                    DropReason.UNDELIVERED_AT_SHUTDOWN, child.given - child.acknowledged
-                )
-                child.acknowledged = child.given
+        if not self._stop.is_set():
+            self._retire(child)
+        elif child.given > child.acknowledged:
+            self._ledger.ack_dropped(
+                DropReason.UNDELIVERED_AT_SHUTDOWN, child.given - child.acknowledged
+            )
+            child.acknowledged = child.given
 
     def _apply(self, child: _Child, delta: dict[str, Any]) -> None:
         child.acknowledged += delta.get("acknowledged", 0)
@@ -284,7 +367,9 @@ class ProcessRuntime:
         self.options = options
         self.ledger = Ledger()
         self.internal_errors = InternalErrors(self.ledger, strict=options.strict)
-        self.queue: WorkQueue[TrackCall] = WorkQueue(options.max_queue_size)
+        self.queue: WorkQueue[TrackCall] = WorkQueue(
+            options.max_queue_size, max_bytes=options.max_queue_bytes
+        )
         self.worker = ProcessWorker(options, self.queue, self.ledger, self.internal_errors)
 
     @property
@@ -302,13 +387,20 @@ class ProcessRuntime:
         """Calls waiting here or in the child for its worker."""
         return len(self.queue) + self.worker.child_depth
 
+    def connect(self) -> None:
+        """Start the child and have it connect before it answers; raises what failed."""
+        self.worker.connect()
+
     def start(self) -> None:
-        """Start (or restart) the child and the threads."""
+        """Start (or restart) the feeder, which starts the child; never waits."""
         self.worker.start()
 
     def stop(self, timeout: float) -> None:
         """Write what can be written within ``timeout``, then end the child."""
         self.worker.stop(timeout)
+
+    def close(self) -> None:
+        """Nothing to release before ``start`` (a failed ``connect`` ended its child)."""
 
     def for_child(self) -> ProcessRuntime:
         """A fresh runtime for a forked host process: its own worker process, started on

@@ -1,8 +1,10 @@
 """The in-process runtime: the worker and the writer on threads of the host's process.
 
 It builds and wires everything one SDK needs in this process: the PocketBase client, the
-queue, the ledger, the site registry, the pipeline, the sessionizer, the spool, the writer
-and the worker. ``child`` runs one of these in the worker process too.
+queue, the ledger, the site registry, the sessionizer, the spool, the writer and the worker,
+without any I/O; the worker connects to PocketBase in the background and builds the
+pipeline then (``_delivery/connecting.py``), or ``connect`` does it now. ``child`` runs one
+of these in the worker process too.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 
 from skopos._config import SkoposOptions
+from skopos._delivery.connecting import Connector
 from skopos._delivery.sessions import Sessionizer
 from skopos._delivery.spool import Spool
 from skopos._delivery.stopping import Stopping
@@ -42,34 +45,36 @@ def new_client(options: SkoposOptions) -> PocketBaseClient:
 
 
 class ThreadRuntime:
-    """One process's machinery for one ``SkoposSDK``, with the worker on a thread."""
+    """One process's machinery for one ``SkoposSDK``, with the worker on a thread.
+
+    ``salt`` is given when it is known already (a forked child of a connected process):
+    the worker then starts connected.
+    """
 
     def __init__(
         self,
         options: SkoposOptions,
         client: PocketBaseClient,
-        salt: bytes,
+        salt: bytes | None = None,
         *,
         known_sites: dict[str, SiteRules] | None = None,
     ) -> None:
         self.pid = os.getpid()
         self.options = options
-        self.salt = salt
         self.client = client
+        self.salt: bytes | None = None  # known once connected
         self.ledger = Ledger()
         self.internal_errors = InternalErrors(self.ledger, strict=options.strict)
-        self.queue: WorkQueue[TrackCall] = WorkQueue(options.max_queue_size)
+        self.queue: WorkQueue[TrackCall] = WorkQueue(
+            options.max_queue_size, max_bytes=options.max_queue_bytes
+        )
         self.sites = SiteRegistry(
             client, refresh_interval=options.config_refresh_interval, realtime=options.realtime
         )
         if known_sites:
             self.sites.remember(known_sites)
-        database = open_database(options.geoip_database) if options.geoip_database else None
-        self.pipeline = Pipeline(
-            self.sites,
-            VisitorHasher(salt),
-            trusted_proxies=TrustedProxies(options.trusted_proxies),
-            geo=GeoLocator(countries=options.country_lookup, database=database),
+        self._geo_database = (
+            open_database(options.geoip_database) if options.geoip_database else None
         )
         self.sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
         self.spool = (
@@ -85,9 +90,16 @@ class ThreadRuntime:
             stopping=stopping,
             spool=self.spool,
         )
+        connector = Connector(
+            client,
+            self.sites,
+            pocketbase_url=options.pocketbase_url,
+            site_id=options.site_id,
+            build_pipeline=self._pipeline,
+        )
         self.worker = Worker(
             queue=self.queue,
-            pipeline=self.pipeline,
+            connector=connector,
             sessionizer=self.sessionizer,
             sites=self.sites,
             writer=writer,
@@ -97,12 +109,32 @@ class ThreadRuntime:
             errors=self.internal_errors,
             options=options,
             spool=self.spool,
+            pipeline=self._pipeline(salt) if salt is not None else None,
         )
+        if salt is not None:
+            self.ledger.connected = True
+
+    def _pipeline(self, salt: bytes) -> Pipeline:
+        """The pipeline, once the salt is known."""
+        self.salt = salt
+        return Pipeline(
+            self.sites,
+            VisitorHasher(salt),
+            trusted_proxies=TrustedProxies(self.options.trusted_proxies),
+            client_ip_header=self.options.client_ip_header,
+            geo=GeoLocator(countries=self.options.country_lookup, database=self._geo_database),
+        )
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The pipeline, once connected."""
+        return self.worker.pipeline
 
     @property
     def spoof_attempts(self) -> int:
         """Forged forwarding headers seen."""
-        return self.pipeline.spoof_attempts
+        pipeline = self.worker.pipeline
+        return pipeline.spoof_attempts if pipeline is not None else 0
 
     @property
     def realtime_connected(self) -> bool:
@@ -113,6 +145,10 @@ class ThreadRuntime:
     def queue_depth(self) -> int:
         """Calls waiting for the worker."""
         return len(self.queue)
+
+    def connect(self) -> None:
+        """Connect now, from the calling thread; raises what prevents it."""
+        self.worker.connect_now()
 
     def start(self) -> None:
         """Start (or restart) the background threads; idempotent."""
@@ -125,6 +161,10 @@ class ThreadRuntime:
         self.sites.stop()
         self.client.close()
 
+    def close(self) -> None:
+        """Release what was built, when it never started (a failed ``init(wait=True)``)."""
+        self.client.close()
+
     def for_child(self) -> ThreadRuntime:
         """A fresh runtime for a forked child (called in the child, single-threaded)."""
         keep_inherited(self)
@@ -133,6 +173,6 @@ class ThreadRuntime:
         return ThreadRuntime(
             self.options,
             new_client(self.options),
-            self.salt,
+            self.salt,  # a connected parent's child starts connected
             known_sites=self.sites.snapshot_unlocked(),
         )

@@ -56,9 +56,11 @@ _LENGTH = struct.Struct("<I")
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    """The SDK's options (``dataclasses.asdict`` of them): the first frame a child reads."""
+    """The SDK's options (``dataclasses.asdict`` of them): the first frame a child reads.
+    ``wait``: connect to PocketBase before answering ``Ready`` (``init(wait=True)``)."""
 
     values: dict[str, Any]
+    wait: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ class Stop:
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """The worker process is connected and running."""
+    """The worker process is running (and connected, if ``Options.wait`` asked for it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +175,13 @@ def _request_to_wire(captured: CapturedRequest | None) -> object:
 
 
 def _request_from_wire(wired: object) -> CapturedRequest | None:
+    # Sizes for the worker process's own queue budget (plain data: strings and bytes).
     if isinstance(wired, list):
-        return EnvironCapture(wired)
+        return EnvironCapture(wired, sum(len(v) for v in wired if isinstance(v, str)))
     if isinstance(wired, tuple):
         client, path, headers = wired
-        return ScopeCapture(client, path, tuple(headers))
+        size = sum(len(item[-1]) for item in headers if isinstance(item[-1], bytes))
+        return ScopeCapture(client, path, tuple(headers), size)
     return None
 
 

@@ -6,7 +6,9 @@ is what survives validation, filtering and enrichment in the worker.
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,12 +17,60 @@ from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.snapshot import CapturedRequest
 from skopos._tracking.user_agent import ClientInfo
 
-__all__ = ["Activity", "ActivityType", "CallKind", "JournalRef", "TrackCall"]
+__all__ = [
+    "CALL_BYTES",
+    "MEASURED_BACKLOG",
+    "NOMINAL_PAYLOAD_BYTES",
+    "Activity",
+    "ActivityType",
+    "CallKind",
+    "JournalRef",
+    "TrackCall",
+    "call_size",
+    "payload_size",
+]
 
 CallKind = Literal["api", "server", "identify"]
 ActivityType = Literal["pageView", "custom", "click", "jsError", "identify"]
 # Where the spool journaled an activity: (segment number, sequence number in the segment).
 JournalRef = tuple[int, int]
+
+
+# What a queued call holds besides its payload and its capture's strings: the TrackCall, the
+# capture object and its list or tuple, the small strings it refers to (measured: ~400).
+CALL_BYTES = 512
+# From this many queued calls on, a call's capture and parsed payload are measured (and cut
+# if need be); below it they are charged a nominal size (``NOMINAL_PAYLOAD_BYTES``, the
+# capture's nominal size): a look at every header and value costs the call ~1-2 µs, and a
+# queue that short holds little whatever its calls hold.
+MEASURED_BACKLOG = 64
+NOMINAL_PAYLOAD_BYTES = 2048
+
+
+def payload_size(payload: object) -> int:
+    """The bytes a payload holds, for the queue's byte budget (on the request thread: O(1)
+    for a body; a parsed mapping costs a look at its top-level values).
+
+    The largest body ``skopos.js`` sends is about 10 KiB; one over 16 KiB is refused at the
+    call. A mapping's size is its top-level strings, which a body within the limit could
+    not exceed either (decoding JSON never lengthens a string).
+
+    >>> payload_size(b"x" * 100), payload_size(None), payload_size({"url": "x" * 100})
+    (100, 0, 164)
+    """
+    kind = type(payload)
+    if kind is bytes or kind is bytearray:
+        return len(payload)  # type: ignore[arg-type]
+    if payload is None:
+        return 0
+    if kind is str:
+        return sys.getsizeof(payload)  # 1, 2 or 4 bytes a character
+    if kind is dict or isinstance(payload, Mapping):
+        values = payload.values()  # type: ignore[attr-defined]
+        return 64 * len(values) + sum([len(v) for v in values if type(v) is str])
+    if isinstance(payload, memoryview):
+        return payload.nbytes
+    return 64
 
 
 class TrackCall:
@@ -44,6 +94,12 @@ class TrackCall:
         self.payload = payload  # api: the browser payload, unparsed
         self.name = name  # server: event name; identify: user id
         self.data = data  # server: custom data; identify: traits
+
+
+def call_size(call: TrackCall) -> int:
+    """The bytes ``call`` holds in a queue (its capture's ``size`` as captured)."""
+    request = call.request
+    return CALL_BYTES + payload_size(call.payload) + (request.size if request is not None else 0)
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from skopos._tracking.activity import Activity, TrackCall
 from skopos._tracking.bots import BotDetector, RequestSignals
 from skopos._tracking.client_ip import TrustedProxies, resolve_client_ip
 from skopos._tracking.geo import GeoLocator
-from skopos._tracking.hosts import host_matches_domain, is_localhost
+from skopos._tracking.hosts import host_matches_domain, is_localhost, traffic_source
 from skopos._tracking.identity import VisitorHasher, derive_record_id
 from skopos._tracking.ip_rules import IPAddress
 from skopos._tracking.payload import (
@@ -52,6 +52,7 @@ class _Origin(NamedTuple):
     address: IPAddress | None
     country: str
     region: str
+    unresolved: bool = False  # behind a trusted proxy that named no usable address
 
 
 _NO_ORIGIN = _Origin(None, None, "", "")
@@ -66,6 +67,7 @@ class Pipeline:
         hasher: VisitorHasher,
         *,
         trusted_proxies: TrustedProxies | None = None,
+        client_ip_header: str = "x-forwarded-for",
         user_agents: UserAgentParser | None = None,
         bots: BotDetector | None = None,
         geo: GeoLocator | None = None,
@@ -73,6 +75,7 @@ class Pipeline:
         self._sites = sites
         self._hasher = hasher
         self._trusted = trusted_proxies or TrustedProxies([])
+        self._client_ip_header = client_ip_header
         self._geo = geo or GeoLocator()
         self._user_agents = user_agents or UserAgentParser()
         self._bots = bots or BotDetector()
@@ -104,7 +107,9 @@ class Pipeline:
         as text) and its location (a trusted Cloudflare edge's country wins)."""
         if snapshot is None:
             return _NO_ORIGIN
-        resolved = resolve_client_ip(snapshot.peer, snapshot.forwarding_headers(), self._trusted)
+        resolved = resolve_client_ip(
+            snapshot.peer, snapshot.forwarding_headers(), self._trusted, self._client_ip_header
+        )
         if resolved.spoof_attempt:
             self.spoof_attempts += 1
         country, region = self._geo.locate(resolved.ip)
@@ -114,7 +119,7 @@ class Pipeline:
             if _COUNTRY_CODE.fullmatch(code) and code not in ("XX", "T1") and code != country:
                 country, region = code, ""
         ip = str(resolved.ip) if resolved.ip is not None else None
-        return _Origin(ip, resolved.ip, country, region)
+        return _Origin(ip, resolved.ip, country, region, resolved.unresolved)
 
     def _host_verdict(self, host: str, domain: str | None) -> int:
         key = (host, domain)
@@ -129,9 +134,16 @@ class Pipeline:
             self._host_verdicts.put(key, verdict)
         return verdict
 
-    def _blacklisted(self, site: SiteRules, address: IPAddress | None) -> bool:
+    def _blacklist_drop(self, site: SiteRules, origin: _Origin) -> DropReason | None:
+        """Why the site's IP blacklist drops a call from ``origin``, if it does."""
+        if not len(site.blacklist):
+            return None
+        if origin.address is None:
+            # Behind a trusted proxy that named no usable address, the blacklist cannot be
+            # applied: such a request must not slip past it.
+            return DropReason.NO_CLIENT_IP if origin.unresolved else None
         # ``address`` is what resolve_client_ip parsed: no second parse of its text.
-        return address is not None and len(site.blacklist) > 0 and site.blacklist.contains(address)
+        return DropReason.IP_BLACKLISTED if site.blacklist.contains(origin.address) else None
 
     def _visitor(self, site: SiteRules, ip: str | None, user_agent: str) -> tuple[str, str]:
         visitor_id = self._hasher.visitor_id(site.record_id, ip or "", user_agent)
@@ -151,8 +163,9 @@ class Pipeline:
         elif host_verdict == _HOST_OFF_DOMAIN:
             return DropReason.OFF_DOMAIN
         origin = self._origin(snapshot)
-        if self._blacklisted(site, origin.address):
-            return DropReason.IP_BLACKLISTED
+        dropped = self._blacklist_drop(site, origin)
+        if dropped is not None:
+            return dropped
         user_agent = (snapshot.user_agent if snapshot else None) or ""
         verdict = self._bots.verdict(
             RequestSignals(
@@ -172,8 +185,10 @@ class Pipeline:
             visitor_record_id=visitor_record_id,
             at=call.at,
             path=payload.path,
-            url=payload.url,
-            referrer=payload.referrer,
+            # Only what PocketBase stores is kept (and journaled with a spool): the page URL
+            # for JS error records only, the referrer without query or fragment.
+            url=payload.url if payload.type == "jsError" else "",
+            referrer=traffic_source(payload.referrer, site.domain) or None,
             name=payload.name if payload.type != "jsError" else None,
             data=payload.custom_data if payload.type != "jsError" else None,
             client=self._user_agents.parse(user_agent),
@@ -200,8 +215,9 @@ class Pipeline:
         if snapshot is None:
             user_agent, client = SERVER_VISITOR, None
         else:
-            if self._blacklisted(site, origin.address):
-                return DropReason.IP_BLACKLISTED
+            dropped = self._blacklist_drop(site, origin)
+            if dropped is not None:
+                return dropped
             user_agent = snapshot.user_agent or ""
             client = self._user_agents.parse(user_agent)
         visitor_id, visitor_record_id = self._visitor(site, origin.ip, user_agent)

@@ -1,8 +1,13 @@
 """One SDK per process for the integrations that start it lazily (Flask, Django).
 
 The SDK starts on first use, not at import or app creation, so CLI commands
-(``flask routes``, ``manage.py migrate``) never connect to PocketBase and a
+(``flask routes``, ``manage.py migrate``) never start its threads and a
 ``gunicorn --preload`` master starts no threads its workers would inherit.
+
+Starting takes milliseconds and never fails because of PocketBase: the SDK connects in the
+background (calls wait in its queue meanwhile). What can fail is the configuration (a
+missing or bad option), which no retry can fix while the process runs: the error is logged
+once and kept, and raised again at each use without a new attempt.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
@@ -18,13 +22,10 @@ from typing import TypeVar
 
 from skopos._sdk import SkoposSDK
 
-__all__ = ["RETRY_INTERVAL", "LazySdk"]
+__all__ = ["LazySdk"]
 
 logger = logging.getLogger("skopos")
 
-# After a failed start, the endpoint answers 503 for this long before trying again: a
-# PocketBase that is down must not cost every beacon a connection attempt.
-RETRY_INTERVAL = 30.0
 _T = TypeVar("_T")
 
 
@@ -83,8 +84,8 @@ class LazySdk:
         self._factory = factory
         self._sdk = sdk
         self._turns = _TicketLock()
-        # (error, its traceback, when): raised again, without a new attempt, for a while.
-        self._failure: tuple[Exception, TracebackType | None, float] | None = None
+        # (error, its traceback): raised again, without a new attempt, until ``shutdown``.
+        self._failure: tuple[Exception, TracebackType | None] | None = None
 
     def peek(self) -> SkoposSDK | None:
         """The SDK if it runs and nobody waits for it (then using it keeps the order)."""
@@ -107,7 +108,7 @@ class LazySdk:
         with self._turns:
             try:
                 sdk = self._start()
-            except Exception:  # logged by _start; the endpoint answers 503
+            except Exception:  # a configuration error, logged once by _start: 503
                 sdk = None
             return action(sdk)
 
@@ -115,22 +116,20 @@ class LazySdk:
         if self._sdk is not None:
             return self._sdk
         if self._failure is not None:
-            error, traceback, failed_at = self._failure
-            if time.monotonic() - failed_at < RETRY_INTERVAL:
-                # Reset the traceback: re-raising the same error would otherwise grow it.
-                raise error.with_traceback(traceback)
+            error, traceback = self._failure
+            # Reset the traceback: re-raising the same error would otherwise grow it.
+            raise error.with_traceback(traceback)
         try:
             self._sdk = self._factory()
         except Exception as exc:
-            self._failure = (exc, exc.__traceback__, time.monotonic())
+            self._failure = (exc, exc.__traceback__)
             logger.error(
-                "skopos: the SDK could not start (%s: %s); next attempt in %.0f s at the earliest",
+                "skopos: the SDK cannot start (%s: %s); tracking is off in this process until"
+                " the configuration is fixed",
                 type(exc).__name__,
                 exc,
-                RETRY_INTERVAL,
             )
             raise
-        self._failure = None
         return self._sdk
 
     def shutdown(self, timeout: float) -> None:

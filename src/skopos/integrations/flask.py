@@ -25,17 +25,20 @@ config=EndpointConfig(...))`` replaces those. Unknown keys raise ``Configuration
 
 **The SDK's lifetime.** The extension starts the SDK on first use (the first event request or
 the first ``skopos.sdk``), once per process, and not when the app is created: ``flask
-routes`` and other CLI commands never connect to PocketBase, and a ``gunicorn --preload``
-master never starts threads its workers would inherit. ``skopos.sdk`` raises what
-``SkoposSDK.init`` raises (``ConfigurationError``, ``PocketBaseUnreachable``, ...); to fail
-fast, touch it once per process at startup (gunicorn: in a ``post_worker_init`` hook). Event
-requests that arrive while it starts wait for it and are then tracked in the order they
-arrived. The event endpoint never raises: if the SDK cannot start it logs the reason, answers
-503 and tries again at most every 30 seconds.
+routes`` and other CLI commands never start it, and a ``gunicorn --preload`` master never
+starts threads its workers would inherit. Starting takes milliseconds and never waits for
+PocketBase: the SDK connects in the background, event requests are answered ``204`` and
+their calls wait in its queue meanwhile; PocketBase down, slow or misconfigured is logged
+and shown in ``skopos.sdk.stats()``, never an error of yours. Only a bad option (a missing
+``site_id``...) stops it: ``skopos.sdk`` raises ``ConfigurationError``, and the event
+endpoint logs it once and answers 503. Event requests that arrive while the SDK starts
+wait for it and are then tracked in the order they arrived.
 
-At interpreter exit the SDK flushes for up to a second on its own (``atexit``). Give it longer
-with ``skopos.shutdown(timeout)``, e.g. from gunicorn's ``worker_exit`` hook, which runs in the
-worker process as it stops::
+At interpreter exit the SDK flushes for up to a second on its own (``atexit``); the
+extension makes SIGTERM an exit too where nothing else handles it (the development server,
+a bare ``python app.py``: see the README's lifecycle table; ``"handle_sigterm": False``
+turns that off). Give it longer with ``skopos.shutdown(timeout)``, e.g. from gunicorn's
+``worker_exit`` hook, which runs in the worker process as it stops::
 
     # gunicorn.conf.py
     def worker_exit(server, worker):
@@ -56,7 +59,7 @@ import flask
 from flask import Blueprint, Flask, request
 
 from skopos._exceptions import ConfigurationError
-from skopos._sdk import SkoposSDK
+from skopos._sdk import SkoposSDK, install_sigterm_handler
 from skopos.integrations._lazy import LazySdk
 from skopos.integrations._settings import split_settings
 from skopos.integrations.endpoint import (
@@ -143,10 +146,14 @@ class Skopos:
             )
         app.register_blueprint(self._blueprint(config))
         app.extensions["skopos"] = self
+        # Here, where the app is set up (the main thread, usually): the SDK itself starts
+        # in a request thread, where no signal handler can be installed.
+        install_sigterm_handler(options)
 
     @property
     def sdk(self) -> SkoposSDK:
-        """The SDK, started now if it is not yet; raises what ``SkoposSDK.init`` raises.
+        """The SDK, started now if it is not yet; ``ConfigurationError`` for a bad option
+        (PocketBase itself is the SDK's business: it connects in the background).
 
         Example::
 

@@ -13,9 +13,11 @@ FastAPI (Starlette is the same with ``Starlette(routes=[...], lifespan=skopos)``
         skopos.sdk.track_server_event(request, "checkout", {"plan": "pro"})
         return {"ok": True}
 
-At startup the lifespan runs ``await SkoposSDK.ainit(**options)`` (the blocking connection setup
-happens in a thread) and stores the SDK on ``app.state.skopos``; at shutdown it runs ``await
-sdk.ashutdown()``, which flushes what is queued. In a route the SDK is ``skopos.sdk`` or
+At startup the lifespan runs ``await SkoposSDK.ainit(**options)``, which returns at once (the SDK
+connects to PocketBase in the background: an app whose PocketBase is down or slow starts and
+serves, and its events wait in the queue; only a bad option fails the startup), and stores
+the SDK on ``app.state.skopos``; at shutdown it runs ``await sdk.ashutdown()``, which flushes
+what is queued. In a route the SDK is ``skopos.sdk`` or
 ``request.app.state.skopos``; track calls only copy a few strings and enqueue, so they are safe
 to call from ``async def`` routes. Until the lifespan has started, the event route answers 503.
 

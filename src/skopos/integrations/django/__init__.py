@@ -27,19 +27,23 @@ the integration:
   the urls are included: include them at the root.
 - ``async_views`` (``False``): route to the ``async def`` views; set it when serving with an
   ASGI server (uvicorn, daphne...), where a sync view costs a thread hop per request.
-- ``init_on_ready`` (``False``): start the SDK in ``AppConfig.ready()``, so a wrong option or
-  an unreachable PocketBase stops the server from starting. Every management command then
-  connects too (``migrate``, and both processes of ``runserver``'s autoreloader).
+- ``init_on_ready`` (``False``): start the SDK in ``AppConfig.ready()``, so a bad option
+  stops the server from starting. Every management command then starts it too
+  (``migrate``, and both processes of ``runserver``'s autoreloader).
 
 Unknown keys raise ``ImproperlyConfigured`` when the app is loaded.
 
 **The SDK's lifetime.** Unless ``init_on_ready`` is set, the SDK starts on first use (the first
-event request or ``get_sdk()``), once per process: ``manage.py migrate`` never connects to
-PocketBase. Event requests that arrive while it starts wait for it and are then tracked in the
-order they arrived. ``get_sdk()`` raises what ``SkoposSDK.init`` raises; the event views never
-raise: if the SDK cannot start they log why, answer 503 and try again at most every 30 seconds.
-At exit the SDK flushes for up to a second (``atexit``); ``shutdown(timeout)`` gives it longer,
-e.g. from gunicorn's ``worker_exit`` hook::
+event request or ``get_sdk()``), once per process: ``manage.py migrate`` never starts it.
+Starting takes milliseconds and never waits for PocketBase: the SDK connects in the
+background and calls wait in its queue meanwhile (PocketBase down, slow or misconfigured is
+logged and shown in ``get_sdk().stats()``). Event requests that arrive while it starts wait
+for it and are then tracked in the order they arrived. Only a bad option stops it:
+``get_sdk()`` raises ``ConfigurationError``, and the event views log it once and answer 503.
+At exit the SDK flushes for up to a second (``atexit``); the app makes SIGTERM an exit too
+where nothing else handles it (``runserver``: see the README's lifecycle table;
+``"handle_sigterm": False`` turns that off). ``shutdown(timeout)`` gives it longer, e.g.
+from gunicorn's ``worker_exit`` hook::
 
     # gunicorn.conf.py
     def worker_exit(server, worker):
@@ -124,7 +128,8 @@ _sdk = LazySdk(lambda: SkoposSDK.init(**skopos_settings().sdk_options))
 
 
 def get_sdk() -> SkoposSDK:
-    """The process's SDK, started now if it is not yet; raises what ``SkoposSDK.init`` raises.
+    """The process's SDK, started now if it is not yet; ``ConfigurationError`` for a bad
+    option (PocketBase itself is the SDK's business: it connects in the background).
 
     Example::
 
