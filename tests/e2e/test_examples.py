@@ -15,7 +15,7 @@ and then exactly what must be in PocketBase for the example's website. From skop
   ``duration`` is not, and is checked for type;
 - ``cta-click`` {plan: pro} on /spa/step-2 (``data-skopos-event`` markup) and an ``outbound``
   click {url} on /about; the click on #about is a same-host link and sends nothing;
-- one JS error group, count 1 (the app runs with ``SKOPOS_JS_ERROR_BATCH_INTERVAL=1``);
+- one JS error group, count 1 (written with the next write, the default);
 - everything from one visitor in one session that entered on / and left on /about (only page
   views move ``exitPath``).
 
