@@ -143,7 +143,6 @@ def start_app(
         "SKOPOS_SITE_ID": tracking_id,
         "SKOPOS_ADMIN_EMAIL": DEMO_EMAIL,
         "SKOPOS_ADMIN_PASSWORD": DEMO_PASSWORD,
-        "SKOPOS_JS_ERROR_BATCH_INTERVAL": "5",  # see errors within seconds, not minutes
         "PORT": str(port),
     }
     if simulated_traffic:
@@ -152,7 +151,6 @@ def start_app(
                 # As if behind nginx on this host: visitors' addresses come from the header.
                 "SKOPOS_TRUSTED_PROXIES": "127.0.0.1/32",
                 "SKOPOS_SESSION_TIMEOUT": str(TRAFFIC_SESSION_TIMEOUT),
-                "SKOPOS_JS_ERROR_BATCH_INTERVAL": "1",
             }
         )
     app = subprocess.Popen([sys.executable, script], env=env, stdin=subprocess.DEVNULL)
