@@ -1,12 +1,16 @@
 """Per-event CPU of the hot paths: the working tree against another revision, in the same run.
 
 Microbenchmarks (``timeit``, best of ``--repeat``) of what runs once per tracking call: on the
-request thread (ASGI and WSGI snapshots, ``WorkQueue.put``) and in the worker (payload
-validation, host checks, client IP, ids, and ``Pipeline.prepare`` as a whole over 1,000
-returning visitors, with and without an IP blacklist). ``git archive REV src`` is unpacked into
-a temporary directory, and one child process per source tree runs every item; the two trees
-alternate for ``--rounds`` rounds and the best of each is kept, so both see the same noise of a
-shared machine. No server is needed: the site rules come from a stub registry.
+request thread (``track_api_event`` as a whole, with raw and parsed bodies; ASGI and WSGI
+snapshots, ``WorkQueue.put``) and in the worker (payload validation, host checks, client
+IP, ids, and ``Pipeline.prepare`` as a whole over 1,000 returning visitors, with and without
+an IP blacklist). ``track_api_event`` runs against the no-op PocketBase of ``_common``, its
+worker stopped after ``init`` so that only the call is timed: with a short queue, and behind
+a backlog of 100 queued calls.
+``git archive REV src`` is unpacked into a temporary directory, and one child process per
+source tree runs every item; the two trees alternate for ``--rounds`` rounds and the best of
+each is kept, so both see the same noise of a shared machine. The worker's items need no
+server: the site rules come from a stub registry.
 
     .venv/bin/python bench/per_event_cpu.py --against 40d116d   # ~20 s
     .venv/bin/python bench/per_event_cpu.py --against /some/other/src
@@ -31,8 +35,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
     DOMAIN,
     PATHS,
+    NoopPocketBase,
     as_beacon,
     client_ip,
     environ,
@@ -125,7 +132,9 @@ def measure(repeat: int) -> dict[str, float]:
     body = as_beacon(page_payload("/pricing"))
     peer, trusted = client_ip(7), TrustedProxies()
     agent = user_agent(7)
+    calls_items = _track_calls(scope, wsgi, body, page_payload("/pricing"), repeat)
     return {
+        **calls_items,
         "request: capture (ASGI scope, 16 headers)": best(lambda: capture(scope)),
         "request: capture (WSGI environ)": best(lambda: capture(wsgi)),
         "capture + reduce to a snapshot (ASGI scope)": best(lambda: take_snapshot(scope)),
@@ -147,6 +156,55 @@ def measure(repeat: int) -> dict[str, float]:
     }
 
 
+def _track_calls(
+    scope: Any, wsgi: Any, body: bytes, parsed: dict[str, Any], repeat: int
+) -> dict[str, float]:
+    """``track_api_event`` as a whole, with the worker stopped: timed with a short queue (the
+    worker keeping up: 50 calls after a drain) and behind a backlog (100 calls queued first),
+    where a tree that measures what calls hold does so."""
+    url = os.environ.get("SKOPOS_BENCH_POCKETBASE")
+    if not url:
+        return {}
+    from skopos import SkoposSDK
+
+    sdk = SkoposSDK.init(
+        pocketbase_url=url,
+        site_id=os.environ["SKOPOS_BENCH_SITE"],
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+        realtime=False,
+        max_queue_size=10_000_000,
+    )
+    runtime: Any = sdk._runtime
+    runtime.worker.stop(1.0)
+    runtime.worker.running = True  # what the call reads: no restart attempt per call
+
+    def timed(call: Callable[[], object], backlog: int) -> float:
+        def setup() -> None:
+            runtime.queue.drain()
+            for _ in range(backlog):
+                call()
+
+        runs = timeit.repeat(call, setup=setup, number=50, repeat=repeat * 40)
+        return min(runs) / 50 * 1e6
+
+    items: dict[str, float] = {}
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("ASGI scope, bytes", lambda: sdk.track_api_event(scope, body)),
+        ("ASGI scope, dict", lambda: sdk.track_api_event(scope, parsed)),
+        ("WSGI environ, bytes", lambda: sdk.track_api_event(wsgi, body)),
+    ]
+    for _ in range(2000):  # warm: every path taken, caches filled, before anything is timed
+        for _, call in calls:
+            call()
+    runtime.queue.drain()
+    for label, call in calls:
+        items[f"request: track_api_event ({label})"] = timed(call, 0)
+        items[f"request: track_api_event ({label}, backlog)"] = timed(call, 100)
+    runtime.queue.drain()
+    return items
+
+
 def unpack(revision: str, into: Path) -> Path:
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", revision, "src"], capture_output=True, check=True
@@ -156,8 +214,16 @@ def unpack(revision: str, into: Path) -> Path:
     return into / "src"
 
 
-def run_child(source: Path, repeat: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(source), "PYTHONDONTWRITEBYTECODE": "1"}
+def run_child(source: Path, repeat: int, pocketbase: NoopPocketBase) -> dict[str, float]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(source),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "SKOPOS_BENCH_POCKETBASE": pocketbase.url,
+        "SKOPOS_BENCH_SITE": pocketbase.tracking_id,
+        # Trees that have a byte budget for the queue: none that binds here.
+        "SKOPOS_MAX_QUEUE_BYTES": str(1 << 36),
+    }
     output = subprocess.run(
         [sys.executable, __file__, "--child", "--repeat", str(repeat)],
         env=env,
@@ -184,7 +250,7 @@ def main() -> None:
 
     print(f"per_event_cpu: {machine_line()}")
     print(f"working tree vs {args.against}; {args.rounds} rounds, best of {args.repeat} each")
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, NoopPocketBase() as pocketbase:
         against = Path(args.against)
         if not against.is_dir():
             against = unpack(args.against, Path(scratch))
@@ -192,7 +258,7 @@ def main() -> None:
         best: dict[str, dict[str, float]] = {"against": {}, "tree": {}}
         for _ in range(args.rounds):
             for name, source in trees.items():
-                for item, micros in run_child(source, args.repeat).items():
+                for item, micros in run_child(source, args.repeat, pocketbase).items():
                     best[name][item] = min(micros, best[name].get(item, micros))
     width = max(len(item) for item in best["tree"])
     print(f"{'item':{width}}  {'against':>10}  {'tree':>8}  ratio   (µs per call)")
