@@ -26,9 +26,9 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
-from skopos._config import SkoposOptions, resolve_options
+from skopos._config import BeforeSend, SkoposOptions, resolve_options
 from skopos._delivery.spool import check_spool_dir
 from skopos._exceptions import ConfigurationError, PocketBaseNotFound
 from skopos._pocketbase.client import PocketBaseClient
@@ -37,7 +37,7 @@ from skopos._runtime.process import ProcessRuntime
 from skopos._runtime.thread import ThreadRuntime, new_client
 from skopos._stats import DropReason, SkoposStats
 from skopos._tracking.activity import CallKind, TrackCall
-from skopos._tracking.salt import load_or_create_salt
+from skopos._tracking.salt import SaltBook
 from skopos._tracking.snapshot import capture_request
 
 __all__ = ["SkoposSDK"]
@@ -76,14 +76,15 @@ class SkoposSDK:
     def __init__(self, options: SkoposOptions, client: PocketBaseClient) -> None:
         """Use ``SkoposSDK.init``; this constructor assumes an authenticated client."""
         self.options = options
+        salts = SaltBook.of(client, options)
         try:
-            salt = load_or_create_salt(client)
+            salts.salt_for(time.time())  # read (or create) now: fail fast on a bare server
         except PocketBaseNotFound as exc:
             raise ConfigurationError(
                 f"PocketBase at {options.pocketbase_url} lacks the Skopos schema;"
                 " run `skopos setup` first"
             ) from exc
-        runtime = ThreadRuntime(options, client, salt)
+        runtime = ThreadRuntime(options, client, salts)
         if runtime.sites.get(options.site_id) is None:
             raise ConfigurationError(
                 f"no website with tracking id {options.site_id!r} in PocketBase at"
@@ -144,6 +145,16 @@ class SkoposSDK:
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int | None = None,
         worker_process: bool | None = None,
+        country_lookup: bool | None = None,
+        geoip_database: str | os.PathLike[str] | None = None,
+        visitor_id: Literal["stable", "daily"] | None = None,
+        salt_file: str | os.PathLike[str] | None = None,
+        respect_privacy_signals: bool | None = None,
+        respect_dnt: bool | None = None,
+        privacy_signal_action: Literal["anonymous", "drop"] | None = None,
+        scrub_paths: bool | None = None,
+        scrub_ids: bool | None = None,
+        before_send: BeforeSend | str | None = None,
         strict: bool | None = None,
     ) -> SkoposSDK:
         """Connect to PocketBase and start tracking; fails fast with a clear error.
@@ -171,6 +182,15 @@ class SkoposSDK:
         ``worker_process=True`` runs validation, filtering, sessionizing and writing
         in a child process instead of a thread, so they do not compete with your
         request threads for the GIL (for CPU-bound hosts; costs a Python process).
+        ``country_lookup`` (True): countries from the registry data installed with the
+        package; ``geoip_database``: a local MMDB file for regions.
+        Privacy: ``visitor_id="daily"`` changes every visitor's id each UTC day (salts
+        rotated and deleted); ``salt_file``: a secret outside PocketBase that keys the salt;
+        ``respect_privacy_signals=True`` (and ``respect_dnt``) counts ``Sec-GPC: 1``
+        (``DNT: 1``) requests without identification, or drops them
+        (``privacy_signal_action="drop"``); ``scrub_paths`` / ``scrub_ids`` (True):
+        e-mails, tokens and numeric ids in paths become placeholders; ``before_send``: a
+        function (or ``"module:function"``) that changes or drops what an activity stores.
         ``strict=True`` re-raises internal errors (for tests and debugging).
 
         Example::
@@ -385,6 +405,7 @@ class SkoposSDK:
             records=dict(ledger.records),
             retries=ledger.retries,
             spoofed_forwarding_headers=runtime.spoof_attempts,
+            anonymous=runtime.anonymous_calls,
             realtime_connected=runtime.realtime_connected,
             last_error=ledger.last_error,
             last_error_at=ledger.last_error_at,

@@ -39,6 +39,9 @@ class DropReason(str, Enum):
     UNDELIVERED_AT_SHUTDOWN = "undelivered_at_shutdown"  # shutdown's deadline passed first
     REJECTED_BY_POCKETBASE = "rejected_by_pocketbase"  # refused for good (a validation error)
     WORKER_EXITED = "worker_exited"  # the worker process died holding it
+    PRIVACY_SIGNAL = "privacy_signal"  # Sec-GPC / DNT, with privacy_signal_action="drop"
+    BEFORE_SEND = "before_send"  # the site's before_send hook returned None
+    BEFORE_SEND_ERROR = "before_send_error"  # the hook raised or returned something unusable
 
     def __str__(self) -> str:
         return self.value
@@ -83,6 +86,8 @@ class SkoposStats:
       repeated after a transient failure; ``last_error``: the latest one, if any;
     - ``realtime_connected``: whether site rules currently follow PocketBase live
       (False with ``realtime=False``; polling still applies);
+    - ``anonymous``: calls written without identification because the visitor sent a
+      privacy signal (``respect_privacy_signals``; they are also in ``written``);
     - ``spoofed_forwarding_headers``: requests from a peer that is not a trusted
       proxy but sent ``X-Forwarded-For`` & co (ignored; a steady count usually
       means ``trusted_proxies`` should name your proxy);
@@ -103,6 +108,7 @@ class SkoposStats:
     records: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     spoofed_forwarding_headers: int = 0
+    anonymous: int = 0
     realtime_connected: bool = False
     last_error: str | None = None
     last_error_at: float | None = None

@@ -116,6 +116,9 @@ _OPTIONAL = (
     ("ip", "ip_address", None),
     ("cc", "country", ""),
     ("rg", "region", ""),
+    ("an", "anonymous", False),
+    ("pv", "previous_visitor_id", None),
+    ("pvr", "previous_visitor_record_id", None),
     ("em", "error_message", None),
     ("st", "stack_trace", None),
 )

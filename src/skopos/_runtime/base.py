@@ -67,6 +67,11 @@ class Runtime(Protocol):
         ...
 
     @property
+    def anonymous_calls(self) -> int:
+        """Calls counted without identification because of a privacy signal."""
+        ...
+
+    @property
     def realtime_connected(self) -> bool:
         """Whether site rules follow PocketBase live."""
         ...

@@ -23,7 +23,7 @@ from skopos._config import SkoposOptions
 from skopos._exceptions import ConfigurationError, PocketBaseError
 from skopos._runtime import wire
 from skopos._runtime.thread import ThreadRuntime, new_client
-from skopos._tracking.salt import load_or_create_salt
+from skopos._tracking.salt import SaltBook
 
 logger = logging.getLogger("skopos")
 
@@ -62,6 +62,7 @@ class _Reporter:
             "recovered_expected": ledger.recovered_expected,
             "flush_completed": ledger.flush_completed,
             "spoofed": runtime.pipeline.spoof_attempts,
+            "anonymous": runtime.pipeline.anonymous_calls,
             "last_error": ledger.last_error,
             "last_error_at": ledger.last_error_at,
             "realtime": runtime.sites.realtime_connected,
@@ -106,7 +107,7 @@ class _Reporter:
 def _start(options: SkoposOptions) -> ThreadRuntime:
     client = new_client(options)
     client.authenticate()
-    runtime = ThreadRuntime(options, client, load_or_create_salt(client))
+    runtime = ThreadRuntime(options, client, SaltBook.of(client, options))
     if runtime.sites.get(options.site_id) is None:
         raise ConfigurationError(f"no website with tracking id {options.site_id!r}")
     runtime.pipeline.warm_up()

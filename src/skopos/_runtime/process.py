@@ -109,6 +109,7 @@ class ProcessWorker:
         self._stop_timeout = 10.0
         self._lock = threading.Lock()
         self.spoof_attempts = 0
+        self.anonymous_calls = 0
         self.realtime_connected = False
         # Read on every tracking call: a flag, where ``alive`` would poll the process.
         self.running = False
@@ -270,6 +271,7 @@ class ProcessWorker:
         child.acknowledged += delta.get("acknowledged", 0)
         child.depth = delta.get("depth", 0)
         self.spoof_attempts += delta.get("spoofed", 0)
+        self.anonymous_calls += delta.get("anonymous", 0)
         self.realtime_connected = bool(delta.get("realtime"))
         if delta.get("internal_error"):  # the child noted it in its ledger already
             self._errors.keep(RuntimeError(f"in the worker process: {delta['internal_error']}"))
@@ -291,6 +293,11 @@ class ProcessRuntime:
     def spoof_attempts(self) -> int:
         """Forged forwarding headers seen (counted in the child)."""
         return self.worker.spoof_attempts
+
+    @property
+    def anonymous_calls(self) -> int:
+        """Calls counted without identification (counted in the child)."""
+        return self.worker.anonymous_calls
 
     @property
     def realtime_connected(self) -> bool:

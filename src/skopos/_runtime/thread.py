@@ -23,8 +23,11 @@ from skopos._stats import InternalErrors, Ledger
 from skopos._tracking.activity import TrackCall
 from skopos._tracking.client_ip import TrustedProxies
 from skopos._tracking.geo import GeoLocator, open_database
+from skopos._tracking.hooks import BeforeSendHook, load_hook
 from skopos._tracking.identity import VisitorHasher
-from skopos._tracking.pipeline import Pipeline
+from skopos._tracking.pipeline import Pipeline, PrivacySignals
+from skopos._tracking.salt import SaltBook
+from skopos._tracking.scrub import Scrubber
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.sites import SiteRegistry
 
@@ -48,13 +51,13 @@ class ThreadRuntime:
         self,
         options: SkoposOptions,
         client: PocketBaseClient,
-        salt: bytes,
+        salts: SaltBook,
         *,
         known_sites: dict[str, SiteRules] | None = None,
     ) -> None:
         self.pid = os.getpid()
         self.options = options
-        self.salt = salt
+        self.salts = salts
         self.client = client
         self.ledger = Ledger()
         self.internal_errors = InternalErrors(self.ledger, strict=options.strict)
@@ -67,9 +70,18 @@ class ThreadRuntime:
         database = open_database(options.geoip_database) if options.geoip_database else None
         self.pipeline = Pipeline(
             self.sites,
-            VisitorHasher(salt),
+            VisitorHasher(salts),
             trusted_proxies=TrustedProxies(options.trusted_proxies),
             geo=GeoLocator(countries=options.country_lookup, database=database),
+            scrubber=Scrubber(paths=options.scrub_paths, ids=options.scrub_ids),
+            privacy=PrivacySignals(
+                options.respect_privacy_signals,
+                options.respect_dnt,
+                options.privacy_signal_action,
+            ),
+            before_send=(
+                BeforeSendHook(load_hook(options.before_send)) if options.before_send else None
+            ),
         )
         self.sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
         self.spool = (
@@ -105,6 +117,11 @@ class ThreadRuntime:
         return self.pipeline.spoof_attempts
 
     @property
+    def anonymous_calls(self) -> int:
+        """Calls counted without identification (privacy signals)."""
+        return self.pipeline.anonymous_calls
+
+    @property
     def realtime_connected(self) -> bool:
         """Whether site rules follow PocketBase live."""
         return self.sites.realtime_connected
@@ -130,9 +147,10 @@ class ThreadRuntime:
         keep_inherited(self)
         if self.spool is not None:
             self.spool.abandon()  # the parent's segments stay the parent's
+        client = new_client(self.options)
         return ThreadRuntime(
             self.options,
-            new_client(self.options),
-            self.salt,
+            client,
+            self.salts.with_client(client),
             known_sites=self.sites.snapshot_unlocked(),
         )

@@ -69,6 +69,11 @@ class Activity:
     region: str = ""  # the session's ``state``: a region name, from a local GeoIP database
     error_message: str | None = None
     stack_trace: str | None = None
+    # Daily visitor ids, early in a day: the visitor's id of yesterday, whose session may go
+    # on over midnight (the sessionizer decides).
+    previous_visitor_id: str | None = None
+    previous_visitor_record_id: str | None = None
+    anonymous: bool = False  # a privacy signal: counted in a session of its own, no visitor
     session_id: str | None = None  # set when sessionized
     # The events record's id, fixed here so that a replay from the spool cannot duplicate it.
     record_id: str = field(default_factory=random_record_id)

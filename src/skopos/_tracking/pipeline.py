@@ -9,14 +9,17 @@ becomes a ``stats().dropped`` counter.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from skopos._lru import LruCache
 from skopos._stats import DropReason, bot, invalid
 from skopos._tracking.activity import Activity, TrackCall
 from skopos._tracking.bots import BotDetector, RequestSignals
+from skopos._tracking.client_hints import ClientHints, refine
 from skopos._tracking.client_ip import TrustedProxies, resolve_client_ip
 from skopos._tracking.geo import GeoLocator
+from skopos._tracking.hooks import BeforeSendHook
 from skopos._tracking.hosts import host_matches_domain, is_localhost
 from skopos._tracking.identity import VisitorHasher, derive_record_id
 from skopos._tracking.ip_rules import IPAddress
@@ -26,12 +29,13 @@ from skopos._tracking.payload import (
     validate_event_name,
     validate_payload,
 )
+from skopos._tracking.scrub import Scrubber, scrub_text
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.sites import SiteRegistry
 from skopos._tracking.snapshot import RequestSnapshot
 from skopos._tracking.user_agent import UserAgentParser
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "PrivacySignals"]
 
 # The visitor behind server events that come without a request (cron jobs, queues).
 SERVER_VISITOR = "server"
@@ -57,6 +61,37 @@ class _Origin(NamedTuple):
 _NO_ORIGIN = _Origin(None, None, "", "")
 
 
+@dataclass(frozen=True)
+class PrivacySignals:
+    """What the site does with visitors who ask not to be tracked (``Sec-GPC: 1``, and with
+    ``dnt``, ``DNT: 1``): nothing special (``respect=False``), count them without identifying
+    them (``action="anonymous"``: a page view in a session of its own, no visitor record, no
+    IP), or drop them (``"drop"``)."""
+
+    respect: bool = False
+    dnt: bool = False
+    action: str = "anonymous"
+
+    def asked(self, snapshot: RequestSnapshot | None) -> bool:
+        """Whether the request carries a signal this site respects."""
+        if not self.respect or snapshot is None:
+            return False
+        if (snapshot.sec_gpc or "").strip() == "1":
+            return True
+        return self.dnt and (snapshot.dnt or "").strip() == "1"
+
+
+def _hints(snapshot: RequestSnapshot | None, model: str | None = None) -> ClientHints:
+    if snapshot is None:
+        return ClientHints(model=model)
+    return ClientHints(
+        brands=snapshot.sec_ch_ua,
+        mobile=snapshot.sec_ch_ua_mobile,
+        platform=snapshot.sec_ch_ua_platform,
+        model=snapshot.sec_ch_ua_model or model,
+    )
+
+
 class Pipeline:
     """Turns ``TrackCall`` objects into ``Activity`` objects; stateless apart from caches."""
 
@@ -69,9 +104,16 @@ class Pipeline:
         user_agents: UserAgentParser | None = None,
         bots: BotDetector | None = None,
         geo: GeoLocator | None = None,
+        scrubber: Scrubber | None = None,
+        privacy: PrivacySignals | None = None,
+        before_send: BeforeSendHook | None = None,
     ) -> None:
         self._sites = sites
         self._hasher = hasher
+        self._scrubber = scrubber or Scrubber()
+        self._privacy = privacy or PrivacySignals()
+        self._before_send = before_send
+        self.anonymous_calls = 0  # counted without identification (privacy signals)
         self._trusted = trusted_proxies or TrustedProxies([])
         self._geo = geo or GeoLocator()
         self._user_agents = user_agents or UserAgentParser()
@@ -93,11 +135,44 @@ class Pipeline:
         if site.is_archived:
             return DropReason.SITE_ARCHIVED
         snapshot = None if call.request is None else call.request.snapshot()
+        anonymous = self._privacy.asked(snapshot)
+        if anonymous and (self._privacy.action == "drop" or call.kind == "identify"):
+            return DropReason.PRIVACY_SIGNAL
         if call.kind == "api":
-            return self._browser_event(call, site, snapshot)
-        if call.kind == "server":
-            return self._server_event(call, site, snapshot)
-        return self._identify(call, site, snapshot)
+            result = self._browser_event(call, site, snapshot)
+        elif call.kind == "server":
+            result = self._server_event(call, site, snapshot)
+        else:
+            result = self._identify(call, site, snapshot)
+        if isinstance(result, str):
+            return result
+        if anonymous:
+            self.anonymous_calls += 1
+            result.anonymous = True
+            result.ip_address = None
+            result.visitor_id = result.visitor_record_id = ""
+        return self._finish(result)
+
+    def _finish(self, activity: Activity) -> Activity | str:
+        """No personal data: scrubbing, then the site's own hook."""
+        scrub = self._scrubber
+        activity.path = scrub.path(activity.path)
+        if activity.url:
+            activity.url = scrub.url(activity.url)
+        if activity.referrer:
+            activity.referrer = scrub.url(activity.referrer) or None
+        if activity.type != "identify" and activity.data is not None:
+            data = validate_custom_data(scrub.data(activity.data))
+            if isinstance(data, Rejection):  # scrubbing grew it past a bound: rare
+                return invalid(data.reason)
+            activity.data = data
+        if activity.error_message:
+            activity.error_message = scrub_text(activity.error_message)
+        if activity.stack_trace:
+            activity.stack_trace = scrub_text(activity.stack_trace)
+        if self._before_send is not None and activity.type != "identify":
+            return self._before_send.apply(activity)
+        return activity
 
     def _origin(self, snapshot: RequestSnapshot | None) -> _Origin:
         """Where the request came from: the client address (parsed, for the blacklist, and
@@ -133,9 +208,25 @@ class Pipeline:
         # ``address`` is what resolve_client_ip parsed: no second parse of its text.
         return address is not None and len(site.blacklist) > 0 and site.blacklist.contains(address)
 
-    def _visitor(self, site: SiteRules, ip: str | None, user_agent: str) -> tuple[str, str]:
-        visitor_id = self._hasher.visitor_id(site.record_id, ip or "", user_agent)
+    def _visitor(
+        self, site: SiteRules, ip: str | None, user_agent: str, at: float
+    ) -> tuple[str, str]:
+        visitor_id = self._hasher.visitor_id(site.record_id, ip or "", user_agent, at)
         return visitor_id, derive_record_id("visitor", site.record_id, visitor_id)
+
+    def _identified(self, activity: Activity, ip: str | None, user_agent: str) -> Activity:
+        """``activity`` with the visitor's ids (of today, and of yesterday early in a day)."""
+        site = activity.site
+        activity.visitor_id, activity.visitor_record_id = self._visitor(
+            site, ip, user_agent, activity.at
+        )
+        previous = self._hasher.previous_day_id(site.record_id, ip or "", user_agent, activity.at)
+        if previous is not None:
+            activity.previous_visitor_id = previous
+            activity.previous_visitor_record_id = derive_record_id(
+                "visitor", site.record_id, previous
+            )
+        return activity
 
     def _browser_event(
         self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
@@ -164,19 +255,21 @@ class Pipeline:
         )
         if verdict.is_bot:
             return bot(verdict.reason)
-        visitor_id, visitor_record_id = self._visitor(site, origin.ip, user_agent)
-        return Activity(
+        client = self._user_agents.parse(user_agent)
+        if snapshot is not None or payload.device_model:
+            client = refine(client, _hints(snapshot, payload.device_model))
+        activity = Activity(
             type=payload.type,
             site=site,
-            visitor_id=visitor_id,
-            visitor_record_id=visitor_record_id,
+            visitor_id="",
+            visitor_record_id="",
             at=call.at,
             path=payload.path,
             url=payload.url,
             referrer=payload.referrer,
             name=payload.name if payload.type != "jsError" else None,
             data=payload.custom_data if payload.type != "jsError" else None,
-            client=self._user_agents.parse(user_agent),
+            client=client,
             screen_width=payload.screen_width,
             screen_height=payload.screen_height,
             language=payload.language,
@@ -186,6 +279,7 @@ class Pipeline:
             error_message=payload.error_message,
             stack_trace=payload.stack_trace,
         )
+        return self._identified(activity, origin.ip, user_agent)
 
     def _server_event(
         self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
@@ -203,13 +297,12 @@ class Pipeline:
             if self._blacklisted(site, origin.address):
                 return DropReason.IP_BLACKLISTED
             user_agent = snapshot.user_agent or ""
-            client = self._user_agents.parse(user_agent)
-        visitor_id, visitor_record_id = self._visitor(site, origin.ip, user_agent)
-        return Activity(
+            client = refine(self._user_agents.parse(user_agent), _hints(snapshot))
+        activity = Activity(
             type="custom",
             site=site,
-            visitor_id=visitor_id,
-            visitor_record_id=visitor_record_id,
+            visitor_id="",
+            visitor_record_id="",
             at=call.at,
             path=snapshot.path if snapshot else "",
             name=name,
@@ -219,6 +312,7 @@ class Pipeline:
             country=origin.country,
             region=origin.region,
         )
+        return self._identified(activity, origin.ip, user_agent)
 
     def _identify(
         self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
@@ -243,12 +337,8 @@ class Pipeline:
         if metadata:
             fields["metadata"] = metadata
         origin = self._origin(snapshot)
-        visitor_id, visitor_record_id = self._visitor(site, origin.ip, snapshot.user_agent or "")
-        return Activity(
-            type="identify",
-            site=site,
-            visitor_id=visitor_id,
-            visitor_record_id=visitor_record_id,
-            at=call.at,
-            data=fields,
+        activity = Activity(
+            type="identify", site=site, visitor_id="", visitor_record_id="", at=call.at
         )
+        activity.data = fields
+        return self._identified(activity, origin.ip, snapshot.user_agent or "")

@@ -11,15 +11,25 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from skopos._exceptions import PocketBaseNotFound, PocketBaseValidationError
+from skopos._config import SkoposOptions
+from skopos._exceptions import ConfigurationError, PocketBaseNotFound, PocketBaseValidationError
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._pocketbase.filter import pb_filter
 
-__all__ = ["DAILY_PREFIX", "SALT_KEY", "SaltBook", "load_or_create_salt", "peppered"]
+__all__ = [
+    "DAILY_PREFIX",
+    "SALT_KEY",
+    "SaltBook",
+    "load_or_create_salt",
+    "peppered",
+    "read_pepper",
+]
 
 logger = logging.getLogger("skopos")
 
@@ -47,6 +57,24 @@ def load_or_create_salt(client: PocketBaseClient, key: str = SALT_KEY) -> bytes:
 
 DAILY_PREFIX = "visitor_salt:"  # + the UTC date, YYYY-MM-DD
 _DAY = 86400.0
+
+
+_MIN_PEPPER = 16  # bytes: a secret shorter than this could be guessed
+
+
+def read_pepper(path: str | os.PathLike[str]) -> bytes:
+    """The secret in ``salt_file`` (surrounding white space ignored); ``ConfigurationError``
+    when it cannot be read or is too short to be a secret."""
+    try:
+        secret = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigurationError(f"salt_file {os.fspath(path)!r} cannot be read: {exc}") from None
+    if len(secret) < _MIN_PEPPER:
+        raise ConfigurationError(
+            f"salt_file {os.fspath(path)!r} holds {len(secret)} bytes; a secret needs at least"
+            f" {_MIN_PEPPER} (e.g. `openssl rand -hex 32 > {os.fspath(path)}`)"
+        )
+    return secret
 
 
 def peppered(salt: bytes, pepper: bytes | None) -> bytes:
@@ -94,10 +122,38 @@ class SaltBook:
         self._salts: dict[str, bytes] = {}
         self._pruned_through = ""
 
+    @classmethod
+    def of(cls, client: PocketBaseClient, options: SkoposOptions) -> SaltBook:
+        """The book an SDK's options describe (``visitor_id``, ``salt_file``)."""
+        pepper = read_pepper(options.salt_file) if options.salt_file else None
+        return cls(
+            client,
+            daily=options.visitor_id == "daily",
+            session_timeout=options.session_timeout,
+            pepper=pepper,
+        )
+
+    def with_client(self, client: PocketBaseClient) -> SaltBook:
+        """The same book over another client (a forked child's), salts already read kept."""
+        book = SaltBook(
+            client,
+            daily=self._daily,
+            session_timeout=self._timeout,
+            pepper=self._pepper,
+            clock=self._clock,
+        )
+        book._salts = dict(self._salts)
+        return book
+
     @property
     def daily(self) -> bool:
         """Whether ids change every UTC day."""
         return self._daily
+
+    @property
+    def outside_secret(self) -> bool:
+        """Whether a secret kept outside PocketBase keys the salts (``salt_file``)."""
+        return bool(self._pepper)
 
     def day_of(self, at: float) -> str:
         """The UTC day of an epoch time, as the salt key names it."""
