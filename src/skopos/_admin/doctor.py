@@ -31,8 +31,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import string
 import statistics
+import string
 import threading
 import time
 from collections.abc import Callable
