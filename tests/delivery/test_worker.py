@@ -132,3 +132,33 @@ def test_batch_mode_writes_on_size_and_interval(
     for n in range(5):
         sdk.track_api_event(request, page_view(website.domain, f"/c{n}"))
     wait_until(lambda: len(site_events(pb, website.id)) == 9, timeout=0.9)  # size reached
+
+
+def test_flushes_in_quick_succession_complete_once_the_work_is_done(
+    pocketbase: PocketBaseServer, website: Website
+) -> None:
+    # Short flushes one after the other while the writer retries: each flush's number must be
+    # served by the round that its wake-up ends. The worker used to remember requests in a
+    # flag that it cleared after serving the previous one, and served the number it read
+    # before waiting: every new request ended a wait that served the one before it, and
+    # flush() kept returning False long after everything was written.
+    down = threading.Event()
+    down.set()
+
+    def plan(method: str, path: str, number: int) -> str:
+        return "error" if down.is_set() and path.startswith("/api/batch") else "pass"
+
+    with FaultProxy(pocketbase.url, plan) as proxy:
+        sdk = start_sdk(pocketbase, website, url=proxy.url)
+        try:
+            for number in range(20):
+                sdk.track_api_event(
+                    environ(f"198.51.100.{number + 1}"), page_view(website.domain, "/")
+                )
+            threading.Timer(1.0, down.clear).start()
+            deadline = time.monotonic() + 30
+            while not sdk.flush(timeout=0.02):
+                assert time.monotonic() < deadline, "flush never completed"
+            assert sdk.stats().written == 20
+        finally:
+            sdk.shutdown(timeout=10)

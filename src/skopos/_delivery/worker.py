@@ -78,7 +78,6 @@ class Worker:
         self._options = options
         self._policy = Policy.of(options)
         self._clock = clock
-        self._flush = threading.Event()
         self._spool = spool
         self._read_ahead = max(TAKE_AT_ONCE, options.max_batch_size)
         self._orphans_due = 0.0
@@ -108,8 +107,8 @@ class Worker:
         self._thread.start()
 
     def request_flush(self) -> None:
-        """Write everything held now, without waiting for intervals."""
-        self._flush.set()
+        """Write everything held now, without waiting for intervals (the ledger holds the
+        request's number: ``Ledger.request_flush`` comes first)."""
         self._queue.wake()
 
     def stop(self, timeout: float) -> None:
@@ -158,22 +157,27 @@ class Worker:
             errors_full=self._errors.full,
         )
 
+    def _flush_state(self) -> tuple[int, bool, bool]:
+        """The latest flush requested, whether a stop is, and whether this round must write
+        everything: a flush not completed yet, or a stop. (Numbers, not a flag the worker
+        clears: a flag cleared as a new request sets it loses that request.)"""
+        generation = self._ledger.flush_requested
+        stopping = self._stopping.requested
+        return generation, stopping, stopping or generation > self._ledger.flush_completed
+
     def _step(self) -> bool:
         """One round: wait for calls, prepare them, write what is due; True when done."""
-        generation = self._ledger.flush_requested  # read first: served by this round
-        stopping = self._stopping.requested
-        flushing = stopping or self._flush.is_set()
+        _, _, flushing = self._flush_state()
         take = plan_take(self._policy, self._situation(flushing=flushing))
         if take.wait_for_writer:
             self._writes.wait_ready(take.timeout)  # the queue holds new calls meanwhile
             calls = self._held
         else:
             calls = self._held + self._queue.take(take.limit, take.timeout, wake_at=take.wake_at)
-        if not flushing and (self._flush.is_set() or self._stopping.requested):
-            # The flush or stop that ended the wait is served by this round.
-            generation = self._ledger.flush_requested
-            stopping = self._stopping.requested
-            flushing = True
+        # A flush or stop requested before now, the one that ended the wait included, is
+        # served by this round: whether the round ends idle is judged after this, so every
+        # call accepted before the request is in ``calls``, still queued, or written.
+        generation, stopping, flushing = self._flush_state()
         self._held = []
         if calls:
             self._last_call = self._clock()
@@ -202,9 +206,6 @@ class Worker:
                 # The writer gave up at the deadline and left its batch in the spool.
                 self._give_up()
             return True
-        if idle and flushing and self._ledger.flush_requested == generation:
-            # A flush requested while this round ran is left set for the next round.
-            self._flush.clear()
         if self._stopping.deadline_passed():
             self._give_up()
             return True
