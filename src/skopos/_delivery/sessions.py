@@ -314,6 +314,15 @@ def _create(opened: _Opened) -> PendingWrite:
         body["country"] = first.country
     if first.region:
         body["state"] = first.region
+    # What the official client script reports (the 0.54 schema's fields); our own script
+    # does not send them.
+    for name, value in (
+        ("devicePixelRatio", first.device_pixel_ratio),
+        ("connectionType", first.connection_type),
+        ("scriptVersion", first.script_version),
+    ):
+        if value:
+            body[name] = value
     return PendingWrite(
         BatchRequest.create("sessions", body),
         "sessions",

@@ -70,6 +70,7 @@ class ThreadRuntime:
             VisitorHasher(salt),
             trusted_proxies=TrustedProxies(options.trusted_proxies),
             geo=GeoLocator(countries=options.country_lookup, database=database),
+            collect_sites=(options.site_id, *options.collect_site_ids),
         )
         self.sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
         self.spool = (

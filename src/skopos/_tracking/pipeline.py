@@ -4,11 +4,17 @@ validate (payload) → filter (site rules, bots) → enrich (user agent) →
 identify (visitor hash). Each step either passes the call on or names a drop
 reason (``_stats.DropReason``, ``invalid(code)``, ``bot(code)``): a stable string that
 becomes a ``stats().dropped`` counter.
+
+A ``/collect`` call (the official client script's message) goes through the same steps
+with the message's site (``sid``, which must be one this SDK serves) and host, and becomes
+``Expanded``: the activities of its events or errors, and the parts of it left out.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from skopos._lru import LruCache
@@ -16,6 +22,10 @@ from skopos._stats import DropReason, bot, invalid
 from skopos._tracking.activity import Activity, TrackCall
 from skopos._tracking.bots import BotDetector, RequestSignals
 from skopos._tracking.client_ip import TrustedProxies, resolve_client_ip
+from skopos._tracking.collect import CollectRejection, decode_collect
+from skopos._tracking.collect_activities import Visit, collect_activities
+from skopos._tracking.collect_message import CollectBatch, CollectErrors
+from skopos._tracking.collect_records import collect_records
 from skopos._tracking.geo import GeoLocator
 from skopos._tracking.hosts import host_matches_domain, is_localhost
 from skopos._tracking.identity import VisitorHasher, derive_record_id
@@ -31,7 +41,7 @@ from skopos._tracking.sites import SiteRegistry
 from skopos._tracking.snapshot import RequestSnapshot
 from skopos._tracking.user_agent import UserAgentParser
 
-__all__ = ["Pipeline"]
+__all__ = ["Expanded", "Pipeline"]
 
 # The visitor behind server events that come without a request (cron jobs, queues).
 SERVER_VISITOR = "server"
@@ -57,6 +67,24 @@ class _Origin(NamedTuple):
 _NO_ORIGIN = _Origin(None, None, "", "")
 
 
+class _Browser(NamedTuple):
+    """A browser's request that passed the site's and the bot filters."""
+
+    origin: _Origin
+    user_agent: str
+    visitor_id: str
+    visitor_record_id: str
+
+
+@dataclass(slots=True)
+class Expanded:
+    """A call that became several activities (a ``/collect`` message), in the order sent,
+    and the drop reasons of the parts of it left out (``invalid:<code>``, one each)."""
+
+    activities: list[Activity]
+    left_out: list[str] = field(default_factory=list)
+
+
 class Pipeline:
     """Turns ``TrackCall`` objects into ``Activity`` objects; stateless apart from caches."""
 
@@ -69,8 +97,11 @@ class Pipeline:
         user_agents: UserAgentParser | None = None,
         bots: BotDetector | None = None,
         geo: GeoLocator | None = None,
+        collect_sites: Iterable[str] = (),
     ) -> None:
         self._sites = sites
+        # The tracking ids /collect messages may name: the SDK's site_id and collect_site_ids.
+        self._collect_sites = frozenset(collect_sites)
         self._hasher = hasher
         self._trusted = trusted_proxies or TrustedProxies([])
         self._geo = geo or GeoLocator()
@@ -84,9 +115,12 @@ class Pipeline:
         self._user_agents.parse(_WARM_UP_AGENT)
         self._bots.verdict(RequestSignals(user_agent=_WARM_UP_AGENT, accept_language="en"))
 
-    def prepare(self, call: TrackCall) -> Activity | str:
-        """The activity for ``call``, or a drop reason. May raise ``PocketBaseError``
-        (site rules could not be loaded); the caller retries later."""
+    def prepare(self, call: TrackCall) -> Activity | Expanded | str:
+        """The activity for ``call`` (activities, for a ``/collect`` call), or a drop reason.
+        May raise ``PocketBaseError`` (site rules could not be loaded); the caller retries
+        later."""
+        if call.kind == "collect":
+            return self._collect(call)
         site = self._sites.get(call.site_id)
         if site is None:
             return DropReason.UNKNOWN_SITE
@@ -137,13 +171,12 @@ class Pipeline:
         visitor_id = self._hasher.visitor_id(site.record_id, ip or "", user_agent)
         return visitor_id, derive_record_id("visitor", site.record_id, visitor_id)
 
-    def _browser_event(
-        self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
-    ) -> Activity | str:
-        payload = validate_payload(call.payload)
-        if isinstance(payload, Rejection):
-            return invalid(payload.reason)
-        host_verdict = self._host_verdict(payload.host, site.domain)
+    def _browser(
+        self, site: SiteRules, host: str, snapshot: RequestSnapshot | None
+    ) -> _Browser | str:
+        """The filters every browser request goes through (its page's host on the site's
+        domain, the IP blacklist, bots), and the visitor it comes from; or a drop reason."""
+        host_verdict = self._host_verdict(host, site.domain)
         if host_verdict == _HOST_LOCAL:
             # Local development: allowed unless the site turned it off in the dashboard.
             if site.disable_localhost:
@@ -165,18 +198,30 @@ class Pipeline:
         if verdict.is_bot:
             return bot(verdict.reason)
         visitor_id, visitor_record_id = self._visitor(site, origin.ip, user_agent)
+        return _Browser(origin, user_agent, visitor_id, visitor_record_id)
+
+    def _browser_event(
+        self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
+    ) -> Activity | str:
+        payload = validate_payload(call.payload)
+        if isinstance(payload, Rejection):
+            return invalid(payload.reason)
+        browser = self._browser(site, payload.host, snapshot)
+        if isinstance(browser, str):
+            return browser
+        origin = browser.origin
         return Activity(
             type=payload.type,
             site=site,
-            visitor_id=visitor_id,
-            visitor_record_id=visitor_record_id,
+            visitor_id=browser.visitor_id,
+            visitor_record_id=browser.visitor_record_id,
             at=call.at,
             path=payload.path,
             url=payload.url,
             referrer=payload.referrer,
             name=payload.name if payload.type != "jsError" else None,
             data=payload.custom_data if payload.type != "jsError" else None,
-            client=self._user_agents.parse(user_agent),
+            client=self._user_agents.parse(browser.user_agent),
             screen_width=payload.screen_width,
             screen_height=payload.screen_height,
             language=payload.language,
@@ -186,6 +231,44 @@ class Pipeline:
             error_message=payload.error_message,
             stack_trace=payload.stack_trace,
         )
+
+    def _collect(self, call: TrackCall) -> Expanded | str:
+        """A ``/collect`` message: decoded and validated here, in the worker; its ``sid``
+        must be a site this SDK serves; its ``vid``, ``ssid`` and ``ts`` are not used (our
+        visitor id, sessions and times stand, as for our own script)."""
+        message = decode_collect(call.payload)
+        if isinstance(message, CollectRejection):
+            return invalid(message.reason)
+        if message.site_id not in self._collect_sites:
+            return DropReason.SITE_NOT_SERVED
+        site = self._sites.get(message.site_id)
+        if site is None:
+            return DropReason.UNKNOWN_SITE
+        if site.is_archived:
+            return DropReason.SITE_ARCHIVED
+        snapshot = None if call.request is None else call.request.snapshot()
+        browser = self._browser(site, message.host, snapshot)
+        if isinstance(browser, str):
+            return browser
+        origin = browser.origin
+        visit = Visit(
+            site,
+            browser.visitor_id,
+            browser.visitor_record_id,
+            call.at,
+            client=self._user_agents.parse(browser.user_agent),
+            ip_address=origin.ip if site.store_raw_ip else None,
+            country=origin.country,
+            region=origin.region,
+        )
+        activities = collect_activities(collect_records(message), message.url, visit)
+        body = message.body
+        left_out = (
+            [invalid(rejection.reason) for rejection in body.dropped]
+            if isinstance(body, (CollectBatch, CollectErrors))
+            else []
+        )
+        return Expanded(activities, left_out)
 
     def _server_event(
         self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
