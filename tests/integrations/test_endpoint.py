@@ -12,6 +12,7 @@ from skopos import ConfigurationError
 from skopos.integrations.endpoint import (
     EndpointConfig,
     collect_health,
+    collect_precheck,
     origin_host,
     precheck,
 )
@@ -80,3 +81,26 @@ def test_health_answers_ok_with_the_time_and_is_never_cached() -> None:
     assert body["status"] == "ok"
     assert abs(body["timestamp"] - time.time() * 1000) < 5_000
     assert int(headers["Content-Length"]) == len(answer.body)
+
+
+def test_collect_precheck_keeps_precheck_s_rules_and_gives_early_answers_cors() -> None:
+    config = EndpointConfig(max_body_bytes=100)
+    page = {"origin": "https://example.com"}
+    json_post = {**page, "content-type": "application/json", "content-length": "50"}
+    assert collect_precheck(config, "POST", json_post, SITE_HOSTS) is None
+    for headers, status in (
+        ({**json_post, "content-length": "101"}, 413),
+        ({**json_post, "content-type": "application/xml"}, 415),
+    ):
+        answer = collect_precheck(config, "POST", headers, SITE_HOSTS)
+        assert answer is not None
+        assert answer.status == status
+        assert dict(answer.headers)["Access-Control-Allow-Origin"] == "https://example.com"
+    for method in ("OPTIONS", "GET"):
+        assert collect_precheck(config, method, page, SITE_HOSTS) == precheck(
+            config, method, page, SITE_HOSTS
+        )
+    stranger = {**json_post, "origin": "https://elsewhere.example", "content-length": "101"}
+    answer = collect_precheck(config, "POST", stranger, SITE_HOSTS)
+    assert answer is not None
+    assert answer.headers == []

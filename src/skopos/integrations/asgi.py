@@ -19,6 +19,7 @@ from skopos.integrations.endpoint import (
     accept,
     accept_collect,
     collect_health,
+    collect_precheck,
     precheck,
     script_response,
     site_hosts,
@@ -94,6 +95,13 @@ class SkoposMiddleware:
             if path == self.config.event_path:
                 await send_response(send, await self.event(scope, receive))
                 return
+            if self.config.collect_path is not None:
+                if path == self.config.collect_path:
+                    await send_response(send, await self.collect(scope, receive))
+                    return
+                if path == self.config.health_path:
+                    await send_response(send, self.health(scope))
+                    return
             if (
                 self.config.script_path
                 and path == self.config.script_path
@@ -104,13 +112,6 @@ class SkoposMiddleware:
                     response = Response(response.status, response.headers)
                 await send_response(send, response)
                 return
-            if self.config.collect_path is not None:
-                if path == self.config.collect_path:
-                    await send_response(send, await self.collect(scope, receive))
-                    return
-                if path == self.config.health_path:
-                    await send_response(send, self.health(scope))
-                    return
         if self.app is None:
             if scope.get("type") == "http":
                 await send_response(send, Response(404))
@@ -136,7 +137,7 @@ class SkoposMiddleware:
         headers = _headers(scope)
         sdk = resolve_sdk(self.sdk)
         hosts = site_hosts(sdk)
-        early = precheck(self.config, scope.get("method", "GET"), headers, hosts)
+        early = collect_precheck(self.config, scope.get("method", "GET"), headers, hosts)
         if early is not None:
             return early
         if sdk is None:

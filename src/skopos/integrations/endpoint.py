@@ -36,7 +36,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from urllib.parse import urlsplit
 
@@ -53,6 +53,7 @@ __all__ = [
     "accept_collect",
     "client_script",
     "collect_health",
+    "collect_precheck",
     "precheck",
     "script_response",
     "site_hosts",
@@ -128,19 +129,15 @@ class EndpointConfig:
             return "*"
         return origin if origin in self.cors_origins else None
 
-    @property
+    @cached_property  # read on every request the middlewares see; a frozen dataclass has a dict
     def health_path(self) -> str | None:
         """``collect_path`` + ``/health`` (None when ``/collect`` is not served)."""
         return None if self.collect_path is None else self.collect_path + HEALTH_SUFFIX
 
 
-@lru_cache(maxsize=512)
 def origin_host(origin: str) -> str | None:
     """The host of an ``Origin`` header (``https://www.example.com:8443`` →
     ``www.example.com``), lower case; None for anything but an http(s) origin.
-
-    Memoised: a site's pages send a handful of origins, and parsing one costs about as
-    much as the rest of a request's checks. (Bounded: origins come from anyone.)
 
     >>> origin_host("https://WWW.Example.com:8443"), origin_host("null")
     ('www.example.com', None)
@@ -159,15 +156,23 @@ def _cors_headers(
     config: EndpointConfig, headers: Mapping[str, str], site_hosts: frozenset[str] = NO_HOSTS
 ) -> list[tuple[str, str]]:
     origin = headers.get("origin")
-    allowed = config.allowed_origin(origin)
-    if allowed is None and site_hosts and origin and origin_host(origin) in site_hosts:
-        allowed = origin
-    if allowed is None:
+    if not origin or not (config.cors_origins or site_hosts):
         return []
-    cors = [("Access-Control-Allow-Origin", allowed)]
-    if allowed != "*":
-        cors.append(("Vary", "Origin"))
-    return cors
+    return list(_cors_answer(origin, config.cors_origins, site_hosts))
+
+
+@lru_cache(maxsize=512)
+def _cors_answer(
+    origin: str, cors_origins: Sequence[str], site_hosts: frozenset[str]
+) -> tuple[tuple[str, str], ...]:
+    """The CORS headers for ``origin``. Memoised (bounded: origins come from anyone): a
+    site's pages send a handful of origins, and deciding costs about as much as the rest of
+    a request's checks."""
+    if "*" in cors_origins:
+        return (("Access-Control-Allow-Origin", "*"),)
+    if origin in cors_origins or (site_hosts and origin_host(origin) in site_hosts):
+        return (("Access-Control-Allow-Origin", origin), ("Vary", "Origin"))
+    return ()
 
 
 def precheck(
@@ -223,6 +228,28 @@ def accept(
     return Response(204, cors)
 
 
+def collect_precheck(
+    config: EndpointConfig,
+    method: str,
+    headers: Mapping[str, str],
+    site_hosts: frozenset[str] = NO_HOSTS,
+) -> Response | None:
+    """``precheck`` for ``/collect``: its rules, with CORS for ``site_hosts`` too.
+
+    A POST that passes (nearly every request) is decided without looking at its origin:
+    ``accept_collect`` gives its answer the CORS headers, once per request. An early answer
+    to a POST (415, 413) gets the sites' CORS headers here.
+    """
+    if method != "POST":
+        return precheck(config, method, headers, site_hosts)
+    early = precheck(config, method, headers)
+    if early is None or not site_hosts:
+        return early
+    if any(name == "Access-Control-Allow-Origin" for name, _ in early.headers):
+        return early
+    return Response(early.status, [*early.headers, *_cors_headers(config, headers, site_hosts)])
+
+
 def site_hosts(sdk: SkoposSDK | None) -> frozenset[str]:
     """The hosts whose pages may post to ``/collect`` cross-origin (none without an SDK)."""
     return NO_HOSTS if sdk is None else sdk.collect_origin_hosts
@@ -240,7 +267,7 @@ def accept_collect(
     The answer carries CORS headers for the SDK's sites and ``cors_origins``: the official
     script reads the answer of its ``fetch``, and would send the message again without them.
     """
-    cors = _cors_headers(config, headers, site_hosts(sdk))
+    cors = _cors_headers(config, headers, sdk.collect_origin_hosts)
     if len(body) > config.max_body_bytes:
         return Response(413, cors)
     sdk.track_collect(request, body)

@@ -65,6 +65,7 @@ from skopos.integrations.endpoint import (
     accept,
     accept_collect,
     collect_health,
+    collect_precheck,
     precheck,
     script_response,
     site_hosts,
@@ -209,10 +210,10 @@ class Skopos:
             if sdk is None and method == "OPTIONS":
                 # Which pages may post depends on the sites the SDK serves: start it.
                 response = lazy.run(
-                    lambda started: precheck(config, method, headers, site_hosts(started))
+                    lambda started: collect_precheck(config, method, headers, site_hosts(started))
                 )
             else:
-                response = precheck(config, method, headers, site_hosts(sdk))
+                response = collect_precheck(config, method, headers, site_hosts(sdk))
             if response is not None:
                 return _flask_response(response)
             environ = request.environ

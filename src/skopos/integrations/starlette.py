@@ -53,6 +53,7 @@ from skopos.integrations.endpoint import (
     accept,
     accept_collect,
     collect_health,
+    collect_precheck,
     precheck,
     script_response,
     site_hosts,
@@ -204,7 +205,7 @@ def skopos_routes(
         headers = request.headers
         current = resolve_sdk(source)
         hosts = site_hosts(current)
-        response = precheck(config, request.method, headers, hosts)
+        response = collect_precheck(config, request.method, headers, hosts)
         if response is None:
             if current is None:
                 response = Response(503)

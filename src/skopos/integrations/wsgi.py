@@ -22,6 +22,7 @@ from skopos.integrations.endpoint import (
     accept,
     accept_collect,
     collect_health,
+    collect_precheck,
     precheck,
     script_response,
     site_hosts,
@@ -81,6 +82,11 @@ class SkoposMiddleware:
         method = environ.get("REQUEST_METHOD", "GET")
         if path == self.config.event_path:
             return self._send(self._event(environ, method), start_response)
+        if self.config.collect_path is not None:
+            if path == self.config.collect_path:
+                return self._send(self._collect(environ, method), start_response)
+            if path == self.config.health_path:
+                return self._send(self._health(environ, method), start_response)
         if (
             self.config.script_path
             and path == self.config.script_path
@@ -90,11 +96,6 @@ class SkoposMiddleware:
             if method == "HEAD":
                 response = Response(response.status, response.headers)
             return self._send(response, start_response)
-        if self.config.collect_path is not None:
-            if path == self.config.collect_path:
-                return self._send(self._collect(environ, method), start_response)
-            if path == self.config.health_path:
-                return self._send(self._health(environ, method), start_response)
         if self.app is None:
             return self._send(Response(404), start_response)
         return self.app(environ, start_response)
@@ -115,8 +116,7 @@ class SkoposMiddleware:
     def _collect(self, environ: dict[str, Any], method: str) -> Response:
         headers = _headers(environ)
         sdk = resolve_sdk(self.sdk)
-        hosts = site_hosts(sdk)
-        early = precheck(self.config, method, headers, hosts)
+        early = collect_precheck(self.config, method, headers, site_hosts(sdk))
         if early is not None:
             return early
         if sdk is None:

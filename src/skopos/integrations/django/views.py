@@ -32,6 +32,7 @@ from skopos.integrations.endpoint import (
     Response,
     accept,
     accept_collect,
+    collect_precheck,
     precheck,
     script_response,
     site_hosts,
@@ -103,7 +104,7 @@ def _preflight(
     config: EndpointConfig, method: str, headers: dict[str, str]
 ) -> Callable[[SkoposSDK | None], Response | None]:
     def check(sdk: SkoposSDK | None) -> Response | None:
-        return precheck(config, method, headers, site_hosts(sdk))
+        return collect_precheck(config, method, headers, site_hosts(sdk))
 
     return check
 
