@@ -16,6 +16,7 @@ from skopos import ConfigurationError, PocketBaseAuthError, PocketBaseUnreachabl
 from skopos._admin.embedded import free_port
 from skopos._admin.setup import Website, ensure_website
 from skopos._pocketbase.client import PocketBaseClient
+from tests._support import collect_client as collect
 from tests._support.pocketbase_server import MakeSdk, PocketBaseServer
 from tests._support.tracking_helpers import (
     CHROME,
@@ -220,4 +221,50 @@ def test_bad_trusted_proxies_fail_at_init(pocketbase: PocketBaseServer, website:
             admin_email=pocketbase.email,
             admin_password=pocketbase.password,
             trusted_proxies="private, not-a-network",
+        )
+
+
+def test_collect_messages_for_the_sites_it_serves_land_in_each(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    # The official script names its site in every message: the default site and those in
+    # collect_site_ids are served, any other is dropped and counted.
+    other = ensure_website(pb, "other", f"other-{website.domain}")
+    sdk = make_sdk(collect_site_ids=[other.tracking_id])
+    assert sdk.collect_origin_hosts == {
+        website.domain,
+        f"www.{website.domain}",
+        other.domain,
+        f"www.{other.domain}",
+    }
+    request = environ("203.0.113.60")
+    for site in (website, other):
+        message = collect.batch(
+            collect.page_view(), sid=site.tracking_id, url=f"https://{site.domain}/landing"
+        )
+        sdk.track_collect(request, collect.encode_message(message))
+    stranger = collect.batch(
+        collect.page_view(), sid="someone-else", url=f"https://{website.domain}/"
+    )
+    sdk.track_collect(request, collect.encode_message(stranger))
+    sdk.track_collect(request, b'{"_d": "not base64", "_v": 1}')
+    assert sdk.flush(timeout=10)
+    for site in (website, other):
+        [session] = site_sessions(pb, site.id)
+        assert session["entryPath"] == "/landing"
+    stats = sdk.stats()
+    assert (stats.accepted, stats.written) == (4, 2)
+    assert stats.dropped == {"site_not_served": 1, "invalid:bad_encoding": 1}
+
+
+def test_an_unknown_collect_site_fails_at_init(
+    pocketbase: PocketBaseServer, website: Website
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"collect_site_ids.*'nope'"):
+        SkoposSDK.init(
+            pocketbase_url=pocketbase.url,
+            site_id=website.tracking_id,
+            admin_email=pocketbase.email,
+            admin_password=pocketbase.password,
+            collect_site_ids="nope",
         )

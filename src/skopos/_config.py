@@ -55,6 +55,9 @@ class SkoposOptions:
     scrub_paths: bool = True
     scrub_ids: bool = True
     before_send: BeforeSend | str | None = None
+    # Tracking ids that /collect messages may name besides site_id (the official client
+    # script says which site it tracks in every message).
+    collect_site_ids: tuple[str, ...] = ()
     strict: bool = False
 
 
@@ -109,9 +112,10 @@ def _coerce(option: str, value: Any, source: str) -> Any:
             raise ValueError("expected true or false")
         if kind == "tuple[str, ...]":
             items = value.split(",") if isinstance(value, str) else list(value)
-            proxies = tuple(str(item).strip() for item in items if str(item).strip())
-            TrustedProxies(proxies)  # ValueError names a bad preset or range
-            return proxies
+            values = tuple(str(item).strip() for item in items if str(item).strip())
+            if option == "trusted_proxies":
+                TrustedProxies(values)  # ValueError names a bad preset or range
+            return values
         if kind in ("float", "int"):
             if isinstance(value, bool):
                 raise ValueError("expected a number")

@@ -11,6 +11,7 @@ Example::
         admin_password="...",
     )
     skopos.track_api_event(request, payload)  # in the endpoint skopos.js posts to
+    skopos.track_collect(request, body)  # in the endpoint the official script posts to
     skopos.track_server_event(request, "payment-webhook-received", {"source": "stripe"})
     skopos.shutdown()
 """
@@ -71,6 +72,10 @@ class SkoposSDK:
     raise; a background thread does the parsing, filtering, sessionizing and
     writing. Use it as a context manager, or call ``shutdown()``, to flush at exit;
     an ``atexit`` hook also flushes for up to a second.
+
+    ``collect_origin_hosts`` holds the hosts whose pages may post to ``/collect`` from
+    another origin: the domains of ``site_id`` and ``collect_site_ids`` as ``init`` read
+    them, with and without ``www.`` (the integrations' CORS answers use it).
     """
 
     def __init__(self, options: SkoposOptions, client: PocketBaseClient) -> None:
@@ -91,6 +96,7 @@ class SkoposSDK:
                 f" {options.pocketbase_url} (create one in the dashboard or with"
                 " `skopos setup --domain ...`)"
             )
+        self.collect_origin_hosts = _collect_origin_hosts(runtime, options)
         self._runtime: Runtime
         if options.worker_process:
             client.close()  # checked; the worker process opens its own
@@ -155,6 +161,7 @@ class SkoposSDK:
         scrub_paths: bool | None = None,
         scrub_ids: bool | None = None,
         before_send: BeforeSend | str | None = None,
+        collect_site_ids: Sequence[str] | str | None = None,
         strict: bool | None = None,
     ) -> SkoposSDK:
         """Connect to PocketBase and start tracking; fails fast with a clear error.
@@ -191,6 +198,9 @@ class SkoposSDK:
         (``privacy_signal_action="drop"``); ``scrub_paths`` / ``scrub_ids`` (True):
         e-mails, tokens and numeric ids in paths become placeholders; ``before_send``: a
         function (or ``"module:function"``) that changes or drops what an activity stores.
+        ``collect_site_ids``: tracking ids that messages of the official client script
+        (``track_collect``, the ``/collect`` endpoint) may name besides ``site_id``; a
+        message for any other site is dropped (``site_not_served``).
         ``strict=True`` re-raises internal errors (for tests and debugging).
 
         Example::
@@ -240,6 +250,24 @@ class SkoposSDK:
                 return "", 204
         """
         self._submit("api", self.options.site_id, request, payload=payload)
+
+    def track_collect(self, request: object, body: object) -> None:
+        """Queue a message the official client script (``skopos.min.js``) posted to
+        ``/collect``.
+
+        ``body`` is the raw body (``bytes``/``str``), as posted: ``{"_d": ..., "_v": 1}``
+        or a plain message. It is decoded and validated in the background; the message's
+        site (``sid``) must be ``site_id`` or one of ``collect_site_ids``. The integrations
+        answer ``/collect`` with this; call it yourself only from an endpoint of your own.
+
+        Example (Flask)::
+
+            @app.post("/collect")
+            def collect():
+                skopos.track_collect(request, request.get_data())
+                return "", 204
+        """
+        self._submit("collect", self.options.site_id, request, payload=body)
 
     def track_server_event(
         self,
@@ -411,4 +439,23 @@ class SkoposSDK:
             last_error_at=ledger.last_error_at,
             spooled=ledger.spooled,
             recovered=dict(ledger.recovered),
+            dropped_items=dict(ledger.dropped_items),
         )
+
+
+def _collect_origin_hosts(runtime: ThreadRuntime, options: SkoposOptions) -> frozenset[str]:
+    """The hosts whose pages may post to ``/collect`` from another origin: the domain of
+    each site the endpoint accepts, with and without ``www.`` (as the dashboard allows).
+    Read once, here: the request path never asks PocketBase. Raises ``ConfigurationError``
+    for an unknown tracking id in ``collect_site_ids``."""
+    hosts: set[str] = set()
+    for tracking_id in (options.site_id, *options.collect_site_ids):
+        site = runtime.sites.get(tracking_id)
+        if site is None:
+            raise ConfigurationError(
+                f"collect_site_ids: no website with tracking id {tracking_id!r} in PocketBase"
+                f" at {options.pocketbase_url}"
+            )
+        if site.domain:
+            hosts.update((site.domain, "www." + site.domain))
+    return frozenset(hosts)

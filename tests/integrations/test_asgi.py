@@ -13,7 +13,14 @@ from skopos import SkoposSDK
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from skopos.integrations.asgi import SkoposMiddleware as AsgiMiddleware
-from skopos.integrations.endpoint import client_script
+from skopos.integrations.endpoint import EndpointConfig, client_script
+from tests._support.collect_scenario import (
+    Send,
+    assert_collect_http,
+    assert_landed,
+    post_visit,
+    visit,
+)
 from tests._support.pocketbase_server import PocketBaseServer, start_sdk
 from tests._support.tracking_helpers import CHROME, page_view, site_sessions
 
@@ -74,3 +81,51 @@ def test_asgi_endpoint_queues_and_answers(
     assert sdk.flush(timeout=10)
     [session] = site_sessions(pb, website.id)
     assert session["entryPath"] == "/asgi"
+
+
+def asgi_send(app: AsgiMiddleware) -> Send:
+    """The middleware called with one ASGI request, body in one message."""
+
+    def send(
+        method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        sent: list[MutableMapping[str, Any]] = []
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def respond(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "client": ("2001:db8::5", 1),
+            "headers": [
+                (b"user-agent", CHROME.encode()),
+                (b"accept-language", b"en-US,en;q=0.9"),
+                *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+            ],
+        }
+        asyncio.run(app(scope, receive, respond))
+        answered = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+        return sent[0]["status"], answered, b"".join(m.get("body", b"") for m in sent[1:])
+
+    return send
+
+
+def test_collect_lands_as_the_dashboard_collector_writes_it(
+    sdk: SkoposSDK, pb: PocketBaseClient, website: Website
+) -> None:
+    app = AsgiMiddleware(None, sdk, EndpointConfig(cors_origins=["https://shop.example"]))
+    sent = visit(website.tracking_id, website.domain)
+    post_visit(asgi_send(app), sent)
+    assert sdk.flush(timeout=10)
+    assert_landed(pb, website.id, sent)
+    assert_collect_http(asgi_send(app), website.domain, "https://shop.example")
+    head = asgi_send(app)("HEAD", "/collect/health", b"", {})
+    assert (head[0], head[2]) == (200, b"")
+    stats = sdk.stats()
+    assert (stats.accepted, stats.written, stats.dropped) == (5, 5, {})

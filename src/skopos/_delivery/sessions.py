@@ -349,6 +349,15 @@ def _session_fields(first: Activity) -> dict[str, Any]:
         fields["country"] = first.country
     if first.region:
         fields["state"] = first.region
+    # What the official client script reports (the 0.54 schema's fields); our own script
+    # does not send them.
+    for name, value in (
+        ("devicePixelRatio", first.device_pixel_ratio),
+        ("connectionType", first.connection_type),
+        ("scriptVersion", first.script_version),
+    ):
+        if value:
+            fields[name] = value
     return fields
 
 

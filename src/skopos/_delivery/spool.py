@@ -121,6 +121,11 @@ _OPTIONAL = (
     ("pvr", "previous_visitor_record_id", None),
     ("em", "error_message", None),
     ("st", "stack_trace", None),
+    ("dpr", "device_pixel_ratio", None),
+    ("cn", "connection_type", None),
+    ("sv", "script_version", None),
+    ("oc", "occurrences", 1),
+    ("bc", "breadcrumbs", None),
 )
 
 

@@ -55,6 +55,7 @@ class _Reporter:
             "acknowledged": ledger.acknowledged,
             "written": ledger.written,
             "dropped": dict(ledger.dropped),
+            "dropped_items": dict(ledger.dropped_items),
             "records": dict(ledger.records),
             "retries": ledger.retries,
             "spooled": ledger.spooled,

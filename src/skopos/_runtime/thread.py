@@ -82,6 +82,7 @@ class ThreadRuntime:
             before_send=(
                 BeforeSendHook(load_hook(options.before_send)) if options.before_send else None
             ),
+            collect_sites=(options.site_id, *options.collect_site_ids),
         )
         self.sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
         self.spool = (

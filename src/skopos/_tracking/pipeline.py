@@ -4,12 +4,17 @@ validate (payload) → filter (site rules, bots) → enrich (user agent) →
 identify (visitor hash). Each step either passes the call on or names a drop
 reason (``_stats.DropReason``, ``invalid(code)``, ``bot(code)``): a stable string that
 becomes a ``stats().dropped`` counter.
+
+A ``/collect`` call (the official client script's message) goes through the same steps
+with the message's site (``sid``, which must be one this SDK serves) and host, and becomes
+``Expanded``: the activities of its events or errors, and the parts of it left out.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from skopos._lru import LruCache
@@ -18,6 +23,10 @@ from skopos._tracking.activity import Activity, TrackCall
 from skopos._tracking.bots import BotDetector, RequestSignals
 from skopos._tracking.client_hints import ClientHints, refine
 from skopos._tracking.client_ip import TrustedProxies, resolve_client_ip
+from skopos._tracking.collect import CollectRejection, decode_collect
+from skopos._tracking.collect_activities import Visit, collect_activities
+from skopos._tracking.collect_message import CollectBatch, CollectErrors
+from skopos._tracking.collect_records import collect_records
 from skopos._tracking.geo import GeoLocator
 from skopos._tracking.hooks import BeforeSendHook
 from skopos._tracking.hosts import host_matches_domain, is_localhost
@@ -33,9 +42,9 @@ from skopos._tracking.scrub import Scrubber, scrub_text
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.sites import SiteRegistry
 from skopos._tracking.snapshot import RequestSnapshot
-from skopos._tracking.user_agent import UserAgentParser
+from skopos._tracking.user_agent import ClientInfo, UserAgentParser
 
-__all__ = ["Pipeline", "PrivacySignals"]
+__all__ = ["Expanded", "Pipeline", "PrivacySignals"]
 
 # The visitor behind server events that come without a request (cron jobs, queues).
 SERVER_VISITOR = "server"
@@ -59,6 +68,23 @@ class _Origin(NamedTuple):
 
 
 _NO_ORIGIN = _Origin(None, None, "", "")
+
+
+class _Browser(NamedTuple):
+    """A browser's request that passed the site's and the bot filters."""
+
+    origin: _Origin
+    user_agent: str
+    client: ClientInfo
+
+
+@dataclass(slots=True)
+class Expanded:
+    """A call that became several activities (a ``/collect`` message), in the order sent,
+    and the drop reasons of the parts of it left out (``invalid:<code>``, one each)."""
+
+    activities: list[Activity]
+    left_out: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,8 +133,11 @@ class Pipeline:
         scrubber: Scrubber | None = None,
         privacy: PrivacySignals | None = None,
         before_send: BeforeSendHook | None = None,
+        collect_sites: Iterable[str] = (),
     ) -> None:
         self._sites = sites
+        # The tracking ids /collect messages may name: the SDK's site_id and collect_site_ids.
+        self._collect_sites = frozenset(collect_sites)
         self._hasher = hasher
         self._scrubber = scrubber or Scrubber()
         self._privacy = privacy or PrivacySignals()
@@ -126,18 +155,21 @@ class Pipeline:
         self._user_agents.parse(_WARM_UP_AGENT)
         self._bots.verdict(RequestSignals(user_agent=_WARM_UP_AGENT, accept_language="en"))
 
-    def prepare(self, call: TrackCall) -> Activity | str:
-        """The activity for ``call``, or a drop reason. May raise ``PocketBaseError``
-        (site rules could not be loaded); the caller retries later."""
+    def prepare(self, call: TrackCall) -> Activity | Expanded | str:
+        """The activity for ``call`` (activities, for a ``/collect`` call), or a drop reason.
+        May raise ``PocketBaseError`` (site rules could not be loaded); the caller retries
+        later."""
+        snapshot = None if call.request is None else call.request.snapshot()
+        anonymous = self._privacy.asked(snapshot)
+        if anonymous and (self._privacy.action == "drop" or call.kind == "identify"):
+            return DropReason.PRIVACY_SIGNAL
+        if call.kind == "collect":
+            return self._collect(call, snapshot, anonymous)
         site = self._sites.get(call.site_id)
         if site is None:
             return DropReason.UNKNOWN_SITE
         if site.is_archived:
             return DropReason.SITE_ARCHIVED
-        snapshot = None if call.request is None else call.request.snapshot()
-        anonymous = self._privacy.asked(snapshot)
-        if anonymous and (self._privacy.action == "drop" or call.kind == "identify"):
-            return DropReason.PRIVACY_SIGNAL
         if call.kind == "api":
             result = self._browser_event(call, site, snapshot)
         elif call.kind == "server":
@@ -147,11 +179,15 @@ class Pipeline:
         if isinstance(result, str):
             return result
         if anonymous:
-            self.anonymous_calls += 1
-            result.anonymous = True
-            result.ip_address = None
-            result.visitor_id = result.visitor_record_id = ""
+            self._anonymise(result)
         return self._finish(result)
+
+    def _anonymise(self, activity: Activity) -> None:
+        self.anonymous_calls += 1
+        activity.anonymous = True
+        activity.ip_address = None
+        activity.visitor_id = activity.visitor_record_id = ""
+        activity.previous_visitor_id = activity.previous_visitor_record_id = None
 
     def _finish(self, activity: Activity) -> Activity | str:
         """No personal data: scrubbing, then the site's own hook."""
@@ -228,13 +264,12 @@ class Pipeline:
             )
         return activity
 
-    def _browser_event(
-        self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
-    ) -> Activity | str:
-        payload = validate_payload(call.payload)
-        if isinstance(payload, Rejection):
-            return invalid(payload.reason)
-        host_verdict = self._host_verdict(payload.host, site.domain)
+    def _browser(
+        self, site: SiteRules, host: str, snapshot: RequestSnapshot | None, model: str | None
+    ) -> _Browser | str:
+        """The filters every browser request goes through (its page's host on the site's
+        domain, the IP blacklist, bots), and what it says about the client; or a drop reason."""
+        host_verdict = self._host_verdict(host, site.domain)
         if host_verdict == _HOST_LOCAL:
             # Local development: allowed unless the site turned it off in the dashboard.
             if site.disable_localhost:
@@ -256,8 +291,20 @@ class Pipeline:
         if verdict.is_bot:
             return bot(verdict.reason)
         client = self._user_agents.parse(user_agent)
-        if snapshot is not None or payload.device_model:
-            client = refine(client, _hints(snapshot, payload.device_model))
+        if snapshot is not None or model:
+            client = refine(client, _hints(snapshot, model))
+        return _Browser(origin, user_agent, client)
+
+    def _browser_event(
+        self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
+    ) -> Activity | str:
+        payload = validate_payload(call.payload)
+        if isinstance(payload, Rejection):
+            return invalid(payload.reason)
+        browser = self._browser(site, payload.host, snapshot, payload.device_model)
+        if isinstance(browser, str):
+            return browser
+        origin = browser.origin
         activity = Activity(
             type=payload.type,
             site=site,
@@ -269,7 +316,7 @@ class Pipeline:
             referrer=payload.referrer,
             name=payload.name if payload.type != "jsError" else None,
             data=payload.custom_data if payload.type != "jsError" else None,
-            client=client,
+            client=browser.client,
             screen_width=payload.screen_width,
             screen_height=payload.screen_height,
             language=payload.language,
@@ -279,7 +326,58 @@ class Pipeline:
             error_message=payload.error_message,
             stack_trace=payload.stack_trace,
         )
-        return self._identified(activity, origin.ip, user_agent)
+        return self._identified(activity, origin.ip, browser.user_agent)
+
+    def _collect(
+        self, call: TrackCall, snapshot: RequestSnapshot | None, anonymous: bool
+    ) -> Expanded | str:
+        """A ``/collect`` message: decoded and validated here, in the worker; its ``sid``
+        must be a site this SDK serves; its ``vid``, ``ssid`` and ``ts`` are not used (our
+        visitor id, sessions and times stand, as for our own script)."""
+        message = decode_collect(call.payload)
+        if isinstance(message, CollectRejection):
+            return invalid(message.reason)
+        if message.site_id not in self._collect_sites:
+            return DropReason.SITE_NOT_SERVED
+        site = self._sites.get(message.site_id)
+        if site is None:
+            return DropReason.UNKNOWN_SITE
+        if site.is_archived:
+            return DropReason.SITE_ARCHIVED
+        browser = self._browser(site, message.host, snapshot, None)
+        if isinstance(browser, str):
+            return browser
+        origin = browser.origin
+        visit = Visit(
+            site,
+            "",
+            "",
+            call.at,
+            client=browser.client,
+            ip_address=origin.ip if site.store_raw_ip else None,
+            country=origin.country,
+            region=origin.region,
+        )
+        body = message.body
+        left_out = (
+            [invalid(rejection.reason) for rejection in body.dropped]
+            if isinstance(body, (CollectBatch, CollectErrors))
+            else []
+        )
+        kept: list[Activity] = []
+        for activity in collect_activities(collect_records(message), message.url, visit):
+            if anonymous and activity.type == "identify":
+                left_out.append(DropReason.PRIVACY_SIGNAL.value)
+                continue
+            self._identified(activity, origin.ip, browser.user_agent)
+            if anonymous:
+                self._anonymise(activity)
+            finished = self._finish(activity)
+            if isinstance(finished, str):
+                left_out.append(str(finished))
+            else:
+                kept.append(finished)
+        return Expanded(kept, left_out)
 
     def _server_event(
         self, call: TrackCall, site: SiteRules, snapshot: RequestSnapshot | None
