@@ -113,6 +113,55 @@ def as_beacon(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+def collect_body(path: str, tracking_id: str, domain: str = DOMAIN) -> bytes:
+    """What the official client script posts to /collect for a page view (a ``batch`` of one
+    ``pv``, with the envelope it always sends): the message XORed and base64-encoded."""
+    from skopos._tracking.collect_codec import xor_code_units  # only in trees that have it
+
+    message = {
+        "type": "batch",
+        "sid": tracking_id,
+        "vid": "v_m5x2k9q1w8",
+        "ssid": "s_m5x2l0a7c3",
+        "url": f"https://{domain}{path}",
+        "ref": "https://www.google.com/",
+        "sw": 1920,
+        "sh": 1080,
+        "vw": 1280,
+        "vh": 720,
+        "dpr": 1.5,
+        "cn": "4g",
+        "lang": "en-US",
+        "tz": "Europe/Berlin",
+        "ts": 1_767_225_600_000,
+        "sv": "1.3.0",
+        "events": [{"t": "pv"}],
+    }
+    text = xor_code_units(json.dumps(message, separators=(",", ":")))
+    encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    return json.dumps({"_d": encoded, "_v": 1}).encode()
+
+
+def as_collect(request: dict[str, Any], body: bytes) -> dict[str, Any]:
+    """The same browser's request as the official script's fetch to /collect makes it."""
+    if request.get("type") == "http":
+        headers = [
+            (name, b"application/json" if name == b"content-type" else value)
+            for name, value in request["headers"]
+            if name not in (b"content-length", b"sec-fetch-mode")
+        ]
+        headers += [(b"content-length", str(len(body)).encode()), (b"sec-fetch-mode", b"cors")]
+        return {**request, "path": "/collect", "raw_path": b"/collect", "headers": headers}
+    return {
+        **request,
+        "PATH_INFO": "/collect",
+        "RAW_URI": "/collect",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_SEC_FETCH_MODE": "cors",
+    }
+
+
 def environ(ip: str, agent: str, path: str = "/api/event", body: bytes = b"") -> dict[str, Any]:
     """A WSGI environ as gunicorn builds it for a browser's sendBeacon POST."""
     return {

@@ -4,9 +4,10 @@ Microbenchmarks (``timeit``, best of ``--repeat``) of what runs once per trackin
 request thread (``track_api_event`` as a whole, with raw and parsed bodies; ASGI and WSGI
 snapshots, ``WorkQueue.put``) and in the worker (payload validation, host checks, client
 IP, ids, and ``Pipeline.prepare`` as a whole over 1,000 returning visitors, with and without
-an IP blacklist). ``track_api_event`` runs against the no-op PocketBase of ``_common``, its
-worker stopped after ``init`` so that only the call is timed: with a short queue, and behind
-a backlog of 100 queued calls.
+an IP blacklist, and for the official client script's ``/collect`` page views in trees that
+have it). ``track_api_event`` runs against the no-op PocketBase of ``_common``, its worker
+stopped after ``init`` so that only the call is timed: with a short queue, and behind a
+backlog of 100 queued calls.
 ``git archive REV src`` is unpacked into a temporary directory, and one child process per
 source tree runs every item; the two trees alternate for ``--rounds`` rounds and the best of
 each is kept, so both see the same noise of a shared machine. The worker's items need no
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -41,7 +43,9 @@ from _common import (
     PATHS,
     NoopPocketBase,
     as_beacon,
+    as_collect,
     client_ip,
+    collect_body,
     environ,
     machine_line,
     page_payload,
@@ -126,6 +130,21 @@ def measure(repeat: int) -> dict[str, float]:
         for call in calls:  # returning visitors: user-agent and bot caches warm
             pipeline.prepare(call)
 
+    collect: dict[str, float] = {}
+    if importlib.util.find_spec("skopos._tracking.collect_activities") is not None:
+        # The official script's page views (/collect), on the same requests: trees since #17.
+        collect_calls = []
+        for i in range(VISITORS):
+            body = collect_body(PATHS[i % len(PATHS)], "bench")
+            request = as_collect(asgi_scope(client_ip(i), user_agent(i), body=body), body)
+            collect_calls.append(TrackCall("collect", "bench", capture(request), body))
+        collecting = Pipeline(stub(site), hasher, collect_sites=["bench"])
+        for call in collect_calls:
+            collecting.prepare(call)
+        collect["worker: Pipeline.prepare, /collect page view (1,000 visitors)"] = best(
+            cycle(collecting, collect_calls)
+        )
+
     scope = asgi_scope(client_ip(7), user_agent(7))
     wsgi = environ(client_ip(7), user_agent(7))
     queue: WorkQueue[int] = WorkQueue(10**9)
@@ -153,6 +172,7 @@ def measure(repeat: int) -> dict[str, float]:
         "worker: VisitorHasher.visitor_id": best(lambda: hasher.visitor_id("s" * 15, peer, agent)),
         "worker: Pipeline.prepare (1,000 visitors)": best(cycle(plain, calls)),
         "worker: Pipeline.prepare (with a blacklist)": best(cycle(blacklisted, calls)),
+        **collect,
     }
 
 

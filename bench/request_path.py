@@ -12,13 +12,22 @@ competing for the GIL), ``quiet`` (bursts of 100 calls, the worker idle when the
 ``spread`` (an idle 0.5 ms before every call, as requests reach a real server: each Skopos call
 then wakes the sleeping worker, and both libraries run with cold caches).
 
+``/collect`` (the official client script's endpoint) must cost the request thread no more than
+``/api/event``. The same run times both, call by call in alternation so that they see the same
+worker and the same noise: ``track_collect`` with the body that script posts for a page view
+(``{"_d": ..., "_v": 1}``, ``application/json``) against ``track_api_event`` with ours, on the
+same browser's WSGI and ASGI requests, in the three modes; and whole requests through the WSGI
+middleware (precheck, CORS, reading the body, queueing), ``POST /collect`` from the site's page
+(answered with CORS headers) against ``POST /api/event`` (same origin, as ``skopos.js`` posts),
+``busy`` and ``quiet``. It prints the collect/api ratios of the median and p99.
+
 PocketBase: by default the worker writes to the no-op PocketBase of ``_common.py`` (a separate
 process that acknowledges batches), so the numbers are the caller's cost with a worker that is
 really validating, hashing, sessionizing and encoding batches in the same process (competing
 for the GIL, as it would in a host app) without a real PocketBase taking one of the two cores.
 ``--pocketbase real`` runs the same against a real PocketBase.
 
-    .venv/bin/python bench/request_path.py            # ~1 minute
+    .venv/bin/python bench/request_path.py            # ~2 minutes (1 before /collect)
     .venv/bin/python bench/request_path.py --profile  # also: cProfile of the call itself
 """
 
@@ -32,6 +41,7 @@ import io
 import pstats
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -46,7 +56,9 @@ from _common import (
     LocalPocketBase,
     NoopPocketBase,
     as_beacon,
+    as_collect,
     client_ip,
+    collect_body,
     environ,
     machine_line,
     page_payload,
@@ -57,8 +69,16 @@ from _common import (
 )
 
 from skopos import SkoposSDK
+from skopos.integrations.endpoint import EndpointConfig
+from skopos.integrations.wsgi import SkoposMiddleware
 
 TARGET_RATIO = 0.1
+# /collect against /api/event, alternating in the same run: "no more than", within noise.
+COLLECT_TARGET_RATIO = 1.05
+COLLECT_VARIANTS = ("wsgi call", "asgi call", "wsgi endpoint", "wsgi endpoint cors", "asgi control")
+# Variants whose ratio is information, not the verdict: the noise floor, and /api/event
+# answering CORS headers too (as it does for a cross-origin page with cors_origins).
+REFERENCE_VARIANTS = ("asgi control", "wsgi endpoint cors")
 VISITORS = 1000
 CHUNK = 2000  # calls per timed chunk; the queue (10,000) never fills
 BURST = 100  # calls per burst in the "quiet" mode
@@ -77,6 +97,72 @@ def build_requests(kind: str, count: int) -> list[tuple[Any, Any]]:
         request = environ(ip, agent, body=body) if kind == "wsgi-bytes" else scope(ip, agent)
         pairs.append((request, payload if kind == "asgi-dict" else body))
     return pairs
+
+
+Call = Callable[[], object]
+
+
+def collect_calls(
+    sdk: SkoposSDK, endpoint: SkoposMiddleware, tracking_id: str, count: int
+) -> dict[str, tuple[list[Call], list[Call]]]:
+    cors = SkoposMiddleware(None, sdk, EndpointConfig(cors_origins=[f"https://{DOMAIN}"]))
+    """By variant: (the /api/event calls, the /collect calls) for the same ``count`` requests,
+    built ahead (whole WSGI requests take fresh inputs: build them anew for every pass)."""
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        pass
+
+    def track(method: Callable[[Any, Any], None], request: Any, body: Any) -> Call:
+        return lambda: method(request, body)
+
+    def whole(request: dict[str, Any], body: bytes, app: SkoposMiddleware = endpoint) -> Call:
+        request = {**request, "wsgi.input": io.BytesIO(body)}
+        return lambda: app(request, start_response)
+
+    calls: dict[str, tuple[list[Call], list[Call]]] = {v: ([], []) for v in COLLECT_VARIANTS}
+    for i in range(count):
+        visitor = i % VISITORS
+        ip, agent, path = client_ip(visitor), user_agent(visitor), PATHS[i % len(PATHS)]
+        ours, theirs = as_beacon(page_payload(path)), collect_body(path, tracking_id)
+        for variant, build in (("wsgi call", environ), ("asgi call", scope)):
+            api, collect = calls[variant]
+            api.append(track(sdk.track_api_event, build(ip, agent, body=ours), ours))
+            request = as_collect(build(ip, agent, path="/collect", body=theirs), theirs)
+            collect.append(track(sdk.track_collect, request, theirs))
+        # The noise floor: /api/event against itself, timed the same way.
+        control, twin = calls["asgi control"]
+        control.append(track(sdk.track_api_event, scope(ip, agent, body=ours), ours))
+        twin.append(track(sdk.track_api_event, scope(ip, agent, body=ours), ours))
+        api, collect = calls["wsgi endpoint"]
+        api.append(whole(environ(ip, agent, body=ours), ours))
+        request = as_collect(environ(ip, agent, path="/collect", body=theirs), theirs)
+        collect.append(whole(request, theirs))
+        api, collect = calls["wsgi endpoint cors"]
+        api.append(whole(environ(ip, agent, body=ours), ours, cors))
+        collect.append(whole(request, theirs))
+    return calls
+
+
+def time_alternating(
+    api: list[Call],
+    collect: list[Call],
+    out_api: list[int],
+    out_collect: list[int],
+    gap: float = 0.0,
+    first: int = 0,
+) -> None:
+    """Each pair in turn, the one or the other first, so both see the same moment. (``first``
+    decides which ends a burst: its last call is the one that wakes the worker.)"""
+    clock = time.perf_counter_ns
+    sleep = time.sleep
+    for index, (ours, theirs) in enumerate(zip(api, collect, strict=True), first):
+        order = ((ours, out_api), (theirs, out_collect))
+        for call, out in order if index % 2 else order[::-1]:
+            if gap:
+                sleep(gap)
+            start = clock()
+            call()
+            out.append(clock() - start)
 
 
 def posthog_arguments(count: int) -> list[tuple[str, dict[str, Any]]]:
@@ -157,6 +243,11 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=30_000, help="timed calls per variant")
     parser.add_argument("--pocketbase", choices=("noop", "real"), default="noop")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="the SDK's worker_process=True: the worker in a child process, off this GIL",
+    )
     args = parser.parse_args()
 
     import posthog
@@ -178,22 +269,34 @@ def main() -> int:
             admin_email=ADMIN_EMAIL,
             admin_password=ADMIN_PASSWORD,
             realtime=False,
+            worker_process=args.worker_process,
         )
         stack.callback(sdk.shutdown, 30)
         reference = posthog.Posthog("phc_bench_key", host="http://127.0.0.1:9", send=False)
         stack.callback(reference.shutdown)
 
         requests = {kind: build_requests(kind, CHUNK) for kind in kinds}
+        endpoint = SkoposMiddleware(None, sdk)
         arguments = posthog_arguments(CHUNK)
         # Warm-up, untimed: imports, caches, the first batches.
         for kind in kinds:
             time_skopos(sdk, requests[kind], [])
+            sdk.flush(60)
         time_posthog(reference, arguments, [])
-        sdk.flush(60)
+        for api, collect in collect_calls(sdk, endpoint, tracking_id, CHUNK // 2).values():
+            time_alternating(api, collect, [], [])
+            sdk.flush(60)
 
         modes = ("quiet", "busy", "spread")
         samples: dict[tuple[str, str], list[int]] = {
             (mode, name): [] for mode in modes for name in (*kinds, "posthog")
+        }
+        # (mode, variant, "api" or "collect") → per-call nanoseconds
+        paired: dict[tuple[str, str, str], list[int]] = {
+            (mode, variant, side): []
+            for mode in modes
+            for variant in COLLECT_VARIANTS
+            for side in ("api", "collect")
         }
         rounds = max(1, args.calls // CHUNK)
         started = time.monotonic()
@@ -218,6 +321,27 @@ def main() -> int:
             for kind in kinds:
                 time_skopos(sdk, requests[kind][:SPREAD], samples["spread", kind], gap=GAP)
             time_posthog(reference, arguments[:SPREAD], samples["spread", "posthog"], gap=GAP)
+            # /collect against /api/event, alternating: 1,000 pairs in a row ("busy"), bursts
+            # of 50 pairs ("quiet"), 100 pairs with an idle gap before each call ("spread").
+            calls = collect_calls(sdk, endpoint, tracking_id, CHUNK // 2)
+            for variant, (api, collect) in calls.items():
+                busy = (paired["busy", variant, "api"], paired["busy", variant, "collect"])
+                time_alternating(api, collect, *busy)
+                sdk.flush(60)
+            calls = collect_calls(sdk, endpoint, tracking_id, CHUNK // 2)
+            for variant, (api, collect) in calls.items():
+                quiet = (paired["quiet", variant, "api"], paired["quiet", variant, "collect"])
+                for burst, start in enumerate(range(0, CHUNK // 2, BURST // 2)):
+                    end = start + BURST // 2
+                    time_alternating(api[start:end], collect[start:end], *quiet, first=burst)
+                    sdk.flush(60)
+                if "endpoint" not in variant:
+                    spread = (
+                        paired["spread", variant, "api"],
+                        paired["spread", variant, "collect"],
+                    )
+                    half = SPREAD // 2
+                    time_alternating(api[:half], collect[:half], *spread, gap=GAP)
             gc.collect()
         elapsed = time.monotonic() - started
         stats = sdk.stats()
@@ -255,6 +379,48 @@ def main() -> int:
                 f" {p99_ratio:.3f} (target <= {TARGET_RATIO}):"
                 f" {verdict(max(median_ratio, p99_ratio) <= TARGET_RATIO)}"
             )
+        print(
+            f"{'/collect vs /api/event':<36}{'n':>7}{'median':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}"
+        )
+        worst_collect = (0.0, 0.0)
+        for mode in modes:
+            for variant in COLLECT_VARIANTS:
+                if not paired[mode, variant, "api"]:
+                    continue  # no whole requests in the "spread" mode
+                both = {side: summary(paired[mode, variant, side]) for side in ("api", "collect")}
+                for side, st in both.items():
+                    name = "/collect" if side == "collect" else "/api/event"
+                    if variant == "asgi control":
+                        name = "/api/event" + (" twin" if side == "collect" else "")
+                    label = f"{mode} {variant} {name}"
+                    print(
+                        f"{label:<36}{st['n']:>7}{st['median']:>9.2f}{st['p90']:>9.2f}"
+                        f"{st['p99']:>9.2f}{st['p999']:>9.2f}"
+                    )
+                median_ratio = both["collect"]["median"] / both["api"]["median"]
+                p99_ratio = both["collect"]["p99"] / both["api"]["p99"]
+                if variant in REFERENCE_VARIANTS:
+                    what = (
+                        "noise floor /api/event / itself"
+                        if "control" in variant
+                        else ("ratio /collect / /api/event with CORS too")
+                    )
+                    print(f"{what} {mode}: median {median_ratio:.3f}, p99 {p99_ratio:.3f}")
+                    continue
+                worst_collect = (
+                    max(worst_collect[0], median_ratio),
+                    max(worst_collect[1], p99_ratio),
+                )
+                print(
+                    f"ratio /collect / /api/event {mode} {variant}: median {median_ratio:.3f},"
+                    f" p99 {p99_ratio:.3f}"
+                )
+        print(
+            "RESULT request_path /collect vs /api/event: worst ratio median"
+            f" {worst_collect[0]:.3f}, p99 {worst_collect[1]:.3f} (target: median <="
+            f" {COLLECT_TARGET_RATIO}):"
+            f" {verdict(worst_collect[0] <= COLLECT_TARGET_RATIO)}"
+        )
         print(
             f"skopos stats: accepted {stats.accepted}, written {stats.written},"
             f" dropped {stats.dropped}, queue depth {stats.queue_depth}"

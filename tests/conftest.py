@@ -9,6 +9,7 @@ server with ``pocketbase_factory``. What tests share with these fixtures as plai
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,6 +30,10 @@ from tests._support.pocketbase_server import (
 def pytest_configure(config: pytest.Config) -> None:
     # Registered here, not in pyproject.toml, so the marker lives beside its tests.
     config.addinivalue_line("markers", "slow: takes a minute or more (still runs in CI)")
+    # Traces tell their events apart by numbered paths (/p/17); the SDK's default turns
+    # those into /p/:id. Every SDK of the suite (and of the processes it starts) keeps them,
+    # except where a test asks for scrub_ids=True: tests/test_privacy.py checks the default.
+    os.environ.setdefault("SKOPOS_SCRUB_IDS", "false")
 
 
 @pytest.fixture(scope="session")

@@ -54,3 +54,12 @@ def test_bad_options_are_named(
     with pytest.raises(ConfigurationError) as caught:
         resolve_options(arguments, environ)
     assert message in str(caught.value)
+
+
+def test_collect_site_ids_are_a_list_or_a_comma_separated_string() -> None:
+    env = {"SKOPOS_COLLECT_SITE_IDS": "blog, shop ,"}
+    assert resolve_options(REQUIRED, env).collect_site_ids == ("blog", "shop")
+    assert resolve_options({**REQUIRED, "collect_site_ids": ["a"]}, env).collect_site_ids == ("a",)
+    assert resolve_options(REQUIRED, {}).collect_site_ids == ()
+    with pytest.raises(ConfigurationError, match="collect_site_ids"):
+        resolve_options({**REQUIRED, "collect_site_ids": 42}, {})

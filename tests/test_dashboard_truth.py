@@ -21,6 +21,7 @@ from skopos._admin.metrics import dashboard_metrics
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._pocketbase.dates import parse_pb_date
+from tests._support import collect_client as collect
 from tests._support.fault_proxy import FaultProxy
 from tests._support.pocketbase_server import PocketBaseServer, start_sdk
 from tests._support.tracking_helpers import (
@@ -28,6 +29,7 @@ from tests._support.tracking_helpers import (
     custom,
     environ,
     page_view,
+    records,
     site_events,
     site_sessions,
 )
@@ -265,3 +267,109 @@ def test_the_dashboard_reads_the_truth_of_the_traffic(
         allowance = 1.25 if batch else 1.0
         spans = [parse_pb_date(s["updated"]) - parse_pb_date(s["created"]) for s in sessions]
         assert all(abs(span - 2.0) <= allowance for span in spans), spans
+
+
+# -- the same truth from the official client script's traffic (/collect) -----------------------
+
+
+def send_collect_traffic(sdks: list[SkoposSDK], site: Website, visitors: list[Visitor]) -> None:
+    """What the official script sends for each visitor: the first page view at once; for
+    browsers, a second page, a custom event, an outbound and a download click, a JS error
+    (twice, with breadcrumbs) and an identify a second later; everyone's exit at 2 s."""
+    calls = 0
+    page = f"https://{site.domain}"
+
+    def send(visitor: Visitor, user_agent: str, message: dict[str, Any]) -> None:
+        nonlocal calls
+        request = environ(visitor.address, user_agent)
+        body = collect.encode_message({**message, "sid": site.tracking_id})
+        sdks[calls % len(sdks)].track_collect(request, body)
+        calls += 1
+
+    agents = [f"{CHROME.replace('131.0.0.0', f'131.1.{n}.0')}" for n in range(len(visitors))]
+    for visitor, agent in zip(visitors, agents, strict=True):
+        send(visitor, agent, collect.batch(collect.page_view(), url=f"{page}/"))
+    time.sleep(1.0)
+    crumbs = [collect.breadcrumb("navigation", "Navigated to /pricing")]
+    for number, (visitor, agent) in enumerate(zip(visitors, agents, strict=True)):
+        if visitor.kind == "browser":
+            pricing = f"{page}/pricing"
+            items = (
+                collect.page_view("/pricing"),
+                collect.custom_event("signup", {"plan": "pro"}),
+                collect.outbound("https://partner.example.org/"),
+                collect.download("price-list.pdf", f"{page}/price-list.pdf"),
+            )
+            send(visitor, agent, collect.batch(*items, url=pricing))
+            failure = collect.error("TypeError: x is undefined", count=2, bc=crumbs)
+            send(visitor, agent, collect.errors(failure, url=pricing))
+            send(visitor, agent, collect.identify(f"user-{number}", name="Ada", url=pricing))
+    time.sleep(1.0)
+    for visitor, agent in zip(visitors, agents, strict=True):
+        duration = 30 if visitor.kind == "reader" else 2
+        path = "/pricing" if visitor.kind == "browser" else "/"
+        send(visitor, agent, collect.exit_message(duration, url=f"{page}{path}"))
+
+
+@pytest.mark.parametrize(
+    ("batch", "instances"),
+    [(False, 1), (True, 1), (False, 4)],
+    ids=["immediate", "batched", "4-instances"],
+)
+def test_the_dashboard_reads_the_truth_of_the_official_script_s_traffic(
+    pocketbase: PocketBaseServer,
+    website: Website,
+    pb: PocketBaseClient,
+    batch: bool,
+    instances: int,
+) -> None:
+    visitors = traffic()
+    options: dict[str, Any] = {"batch": True, "batch_interval": 1.0} if batch else {}
+    sdks = [start_sdk(pocketbase, website, **options) for _ in range(instances)]
+    try:
+        send_collect_traffic(sdks, website, visitors)
+        assert all(sdk.flush(timeout=60) for sdk in sdks)
+        stats = [sdk.stats() for sdk in sdks]
+    finally:
+        for sdk in sdks:
+            sdk.shutdown(timeout=10)
+    browsers = sum(v.kind == "browser" for v in visitors)
+    assert (
+        sum(s.accepted for s in stats)
+        == sum(s.written for s in stats)
+        == 2 * len(visitors) + 3 * browsers
+    )
+
+    sessions = site_sessions(pb, website.id)
+    events = site_events(pb, website.id)
+    js_errors = records(pb, "js_errors", website=website.id)
+    metrics = dashboard_metrics(sessions, events, js_errors)
+    assert metrics.visitors == len(visitors)
+    assert metrics.bounced_sessions == sum(v.bounces for v in visitors)
+    assert metrics.engaged_sessions == sum(v.engaged for v in visitors)
+    assert metrics.page_views == sum(2 if v.kind == "browser" else 1 for v in visitors)
+    assert [(c.key, c.count) for c in metrics.custom_events] == [("signup", browsers)]
+    clicks = Counter(e["eventName"] for e in events if e["type"] == "click")
+    assert clicks == Counter({"outbound": browsers, "download": browsers})
+    exits = [e["eventData"]["duration"] for e in events if e["eventName"] == "exit"]
+    assert sorted(exits) == sorted(30 if v.kind == "reader" else 2 for v in visitors)
+    assert metrics.js_errors == 2 * browsers
+    [error] = js_errors
+    assert error["breadcrumbs"] == [
+        {
+            "type": "navigation",
+            "message": "Navigated to /pricing",
+            "timestamp": collect.CLIENT_TIME_MS,
+            "data": None,
+        }
+    ]
+    identified = [v for v in records(pb, "visitors", website=website.id) if v["userId"]]
+    assert len(identified) == browsers
+    assert Counter({c.key: c.count for c in metrics.countries}) == Counter(
+        ADDRESSES[v.address] for v in visitors
+    )
+    assert {(c.key, c.count) for c in metrics.entry_pages} == {("/", len(visitors))}
+    assert all(s["devicePixelRatio"] == "1.5" and s["scriptVersion"] == "1.3.0" for s in sessions)
+    allowance = 1.25 if batch else 1.0
+    spans = [parse_pb_date(s["updated"]) - parse_pb_date(s["created"]) for s in sessions]
+    assert all(abs(span - 2.0) <= allowance for span in spans), spans

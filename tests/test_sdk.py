@@ -21,6 +21,7 @@ from skopos._admin.embedded import free_port
 from skopos._admin.setup import Website, ensure_website, new_tracking_id
 from skopos._delivery import connecting
 from skopos._pocketbase.client import PocketBaseClient
+from tests._support import collect_client as collect
 from tests._support.fault_proxy import FaultProxy
 from tests._support.memory_probe import probe
 from tests._support.pocketbase_server import MakeSdk, PocketBaseServer
@@ -412,3 +413,55 @@ def test_the_queue_holds_at_most_its_byte_budget_under_hostile_calls() -> None:
     found = probe("queue")
     assert found["accepted"] < found["calls"]  # it refused
     assert found["growth"] < 48 << 20, f"{found['growth'] / 2**20:.1f} MiB for {found}"
+
+
+def test_collect_messages_for_the_sites_it_serves_land_in_each(
+    make_sdk: MakeSdk, pb: PocketBaseClient, website: Website
+) -> None:
+    # The official script names its site in every message: the default site and those in
+    # collect_site_ids are served, any other is dropped and counted.
+    other = ensure_website(pb, "other", f"other-{website.domain}")
+    sdk = make_sdk(collect_site_ids=[other.tracking_id])
+    assert sdk.collect_origin_hosts == {
+        website.domain,
+        f"www.{website.domain}",
+        other.domain,
+        f"www.{other.domain}",
+    }
+    request = environ("203.0.113.60")
+    for site in (website, other):
+        message = collect.batch(
+            collect.page_view(), sid=site.tracking_id, url=f"https://{site.domain}/landing"
+        )
+        sdk.track_collect(request, collect.encode_message(message))
+    stranger = collect.batch(
+        collect.page_view(), sid="someone-else", url=f"https://{website.domain}/"
+    )
+    sdk.track_collect(request, collect.encode_message(stranger))
+    sdk.track_collect(request, b'{"_d": "not base64", "_v": 1}')
+    assert sdk.flush(timeout=10)
+    for site in (website, other):
+        [session] = site_sessions(pb, site.id)
+        assert session["entryPath"] == "/landing"
+    stats = sdk.stats()
+    assert (stats.accepted, stats.written) == (4, 2)
+    assert stats.dropped == {"site_not_served": 1, "invalid:bad_encoding": 1}
+
+
+def test_an_unknown_collect_site_fails_init_with_wait_and_is_reported_without(
+    pocketbase: PocketBaseServer, website: Website
+) -> None:
+    options = _options(pocketbase, website, collect_site_ids="nope", strict=False)
+    with pytest.raises(ConfigurationError, match=r"collect_site_ids.*'nope'"):
+        SkoposSDK.init(**options, wait=True)
+    sdk = SkoposSDK.init(**options)  # the host starts; the error is said, not raised
+    try:
+        sdk.track_api_event(environ("198.51.100.8"), page_view(website.domain, "/held"))
+        assert not sdk.flush(timeout=1.5)
+        stats = sdk.stats()
+        assert not stats.connected
+        assert stats.last_error is not None
+        assert "collect_site_ids: no website with tracking id 'nope'" in stats.last_error
+        assert sdk.collect_origin_hosts == {"*"}  # any origin, until its sites are known
+    finally:
+        sdk.shutdown(timeout=0.5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,10 +50,26 @@ class SkoposOptions:
     country_lookup: bool = True
     geoip_database: str | None = None
     handle_sigterm: bool = True
+    visitor_id: str = "stable"
+    salt_file: str | None = None
+    respect_privacy_signals: bool = False
+    respect_dnt: bool = False
+    privacy_signal_action: str = "anonymous"
+    scrub_paths: bool = True
+    scrub_ids: bool = True
+    before_send: BeforeSend | str | None = None
+    # Tracking ids that /collect messages may name besides site_id (the official client
+    # script says which site it tracks in every message).
+    collect_site_ids: tuple[str, ...] = ()
     strict: bool = False
 
 
+# Changes or drops what an activity stores, in the worker: ``before_send(fields) -> fields |
+# None`` (see _tracking/hooks.py); or a "module:function" path to one (worker_process).
+BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
 _REQUIRED = ("pocketbase_url", "site_id", "admin_email", "admin_password")
+_CHOICES = {"visitor_id": ("stable", "daily"), "privacy_signal_action": ("anonymous", "drop")}
 _FIELDS = {f.name: f for f in dataclasses.fields(SkoposOptions)}
 OPTION_NAMES = frozenset(_FIELDS)
 _BOUNDS: dict[str, tuple[float, float]] = {
@@ -76,6 +92,19 @@ def _env_name(option: str) -> str:
 def _coerce(option: str, value: Any, source: str) -> Any:
     kind = _FIELDS[option].type
     try:
+        if option == "before_send":
+            if callable(value):
+                return value
+            text = str(value).strip()
+            module, colon, attribute = text.partition(":")
+            if not (module and colon and attribute):
+                raise ValueError("expected a callable or a 'module:function' path")
+            return text
+        if option in _CHOICES:
+            text = str(value).strip().lower()
+            if text not in _CHOICES[option]:
+                raise ValueError(f"expected one of {', '.join(_CHOICES[option])}")
+            return text
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -87,9 +116,10 @@ def _coerce(option: str, value: Any, source: str) -> Any:
             raise ValueError("expected true or false")
         if kind == "tuple[str, ...]":
             items = value.split(",") if isinstance(value, str) else list(value)
-            proxies = tuple(str(item).strip() for item in items if str(item).strip())
-            TrustedProxies(proxies)  # ValueError names a bad preset or range
-            return proxies
+            values = tuple(str(item).strip() for item in items if str(item).strip())
+            if option == "trusted_proxies":
+                TrustedProxies(values)  # ValueError names a bad preset or range
+            return values
         if kind in ("float", "int"):
             if isinstance(value, bool):
                 raise ValueError("expected a number")
@@ -179,5 +209,10 @@ def resolve_options(
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ConfigurationError(
             f"pocketbase_url must be an http(s) URL, got {values['pocketbase_url']!r}"
+        )
+    if callable(values.get("before_send")) and values.get("worker_process"):
+        raise ConfigurationError(
+            "before_send must be a 'module:function' path with worker_process=True: a function"
+            " object cannot reach the worker process"
         )
     return SkoposOptions(**values)

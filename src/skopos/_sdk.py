@@ -11,6 +11,7 @@ Example::
         admin_password="...",
     )
     skopos.track_api_event(request, payload)  # in the endpoint skopos.js posts to
+    skopos.track_collect(request, body)  # in the endpoint the official script posts to
     skopos.track_server_event(request, "payment-webhook-received", {"source": "stripe"})
     skopos.shutdown()
 """
@@ -26,14 +27,14 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import skopos._signals as _signals
-from skopos._config import SkoposOptions, resolve_option, resolve_options
+from skopos._config import BeforeSend, SkoposOptions, resolve_option, resolve_options
 from skopos._delivery.spool import check_spool_dir
 from skopos._runtime.base import Runtime
 from skopos._runtime.process import ProcessRuntime
-from skopos._runtime.thread import ThreadRuntime, new_client
+from skopos._runtime.thread import ThreadRuntime
 from skopos._stats import DropReason, SkoposStats
 from skopos._tracking.activity import (
     CALL_BYTES,
@@ -45,6 +46,7 @@ from skopos._tracking.activity import (
 )
 from skopos._tracking.geo import open_database
 from skopos._tracking.payload import MAX_RAW_BYTES
+from skopos._tracking.salt import read_pepper
 from skopos._tracking.snapshot import capture_request
 
 __all__ = ["SkoposSDK", "install_sigterm_handler"]
@@ -55,6 +57,7 @@ logger = logging.getLogger("skopos")
 ATEXIT_BUDGET = 1.0
 _QUEUE_FULL_LOG_INTERVAL = 60.0
 
+_ANY_HOST = frozenset({"*"})
 # Every SDK not shut down, so a forked child can rebuild each one's runtime.
 _LIVE: weakref.WeakSet[SkoposSDK] = weakref.WeakSet()
 
@@ -118,15 +121,13 @@ class SkoposSDK:
         if options.worker_process:
             if options.geoip_database:
                 open_database(options.geoip_database).close()  # a bad path fails now
+            if options.salt_file:
+                read_pepper(options.salt_file)  # so does a bad secret
             runtime = ProcessRuntime(options)
         else:
-            runtime = ThreadRuntime(options, new_client(options))
+            runtime = ThreadRuntime.open(options)
         if wait:
-            try:
-                runtime.connect()
-            except BaseException:
-                runtime.close()
-                raise
+            runtime.connect()
         self._runtime = runtime
         self._closed = False
         self._close_lock = threading.Lock()
@@ -153,6 +154,17 @@ class SkoposSDK:
             self._close_lock = threading.Lock()
             runtime = self._runtime = runtime.for_child()
         return runtime
+
+    @property
+    def collect_origin_hosts(self) -> frozenset[str]:
+        """The hosts whose pages may post to ``/collect`` from another origin: the domains
+        of ``site_id`` and ``collect_site_ids``, with and without ``www.``, as read when the
+        SDK connected; ``{"*"}`` (any) until then, so that a PocketBase outage at start does
+        not make browsers refuse to send: the worker drops messages for sites it does not
+        serve, or from pages off their site's domain, whatever the origin said. The
+        integrations' CORS answers use it."""
+        hosts = self._current().collect_origin_hosts
+        return _ANY_HOST if hosts is None else hosts
 
     # -- construction ----------------------------------------------------------------
 
@@ -181,6 +193,15 @@ class SkoposSDK:
         worker_process: bool | None = None,
         country_lookup: bool | None = None,
         geoip_database: str | os.PathLike[str] | None = None,
+        visitor_id: Literal["stable", "daily"] | None = None,
+        salt_file: str | os.PathLike[str] | None = None,
+        respect_privacy_signals: bool | None = None,
+        respect_dnt: bool | None = None,
+        privacy_signal_action: Literal["anonymous", "drop"] | None = None,
+        scrub_paths: bool | None = None,
+        scrub_ids: bool | None = None,
+        before_send: BeforeSend | str | None = None,
+        collect_site_ids: Sequence[str] | str | None = None,
         handle_sigterm: bool | None = None,
         strict: bool | None = None,
         wait: bool = False,
@@ -218,6 +239,18 @@ class SkoposSDK:
         ``worker_process=True`` runs validation, filtering, sessionizing and writing
         in a child process instead of a thread, so they do not compete with your
         request threads for the GIL (for CPU-bound hosts; costs a Python process).
+        ``country_lookup`` (True): countries from the registry data installed with the
+        package; ``geoip_database``: a local MMDB file for regions.
+        Privacy: ``visitor_id="daily"`` changes every visitor's id each UTC day (salts
+        rotated and deleted); ``salt_file``: a secret outside PocketBase that keys the salt;
+        ``respect_privacy_signals=True`` (and ``respect_dnt``) counts ``Sec-GPC: 1``
+        (``DNT: 1``) requests without identification, or drops them
+        (``privacy_signal_action="drop"``); ``scrub_paths`` / ``scrub_ids`` (True):
+        e-mails, tokens and numeric ids in paths become placeholders; ``before_send``: a
+        function (or ``"module:function"``) that changes or drops what an activity stores.
+        ``collect_site_ids``: tracking ids that messages of the official client script
+        (``track_collect``, the ``/collect`` endpoint) may name besides ``site_id``; a
+        message for any other site is dropped (``site_not_served``).
         ``handle_sigterm`` (True): where nothing handles SIGTERM, make it exit like
         Ctrl-C does, so the SDK flushes at exit (see README, Lifecycle).
         ``strict=True`` re-raises internal errors (for tests and debugging).
@@ -263,6 +296,24 @@ class SkoposSDK:
                 return "", 204
         """
         self._submit("api", self.options.site_id, request, payload=payload)
+
+    def track_collect(self, request: object, body: object) -> None:
+        """Queue a message the official client script (``skopos.min.js``) posted to
+        ``/collect``.
+
+        ``body`` is the raw body (``bytes``/``str``), as posted: ``{"_d": ..., "_v": 1}``
+        or a plain message. It is decoded and validated in the background; the message's
+        site (``sid``) must be ``site_id`` or one of ``collect_site_ids``. The integrations
+        answer ``/collect`` with this; call it yourself only from an endpoint of your own.
+
+        Example (Flask)::
+
+            @app.post("/collect")
+            def collect():
+                skopos.track_collect(request, request.get_data())
+                return "", 204
+        """
+        self._submit("collect", self.options.site_id, request, payload=body)
 
     def track_server_event(
         self,
@@ -451,9 +502,11 @@ class SkoposSDK:
             retries=ledger.retries,
             spoofed_forwarding_headers=runtime.spoof_attempts,
             connected=ledger.connected,
+            anonymous=runtime.anonymous_calls,
             realtime_connected=runtime.realtime_connected,
             last_error=ledger.last_error,
             last_error_at=ledger.last_error_at,
             spooled=ledger.spooled,
             recovered=dict(ledger.recovered),
+            dropped_items=dict(ledger.dropped_items),
         )

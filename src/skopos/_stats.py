@@ -9,12 +9,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["DropReason", "InternalErrors", "Ledger", "SkoposStats", "bot", "invalid"]
+__all__ = [
+    "CallParts",
+    "DropReason",
+    "InternalErrors",
+    "Ledger",
+    "SkoposStats",
+    "bot",
+    "invalid",
+]
 
 
 class DropReason(str, Enum):
@@ -29,6 +37,9 @@ class DropReason(str, Enum):
     BODY_TOO_LARGE = "body_too_large"  # a body over 16 KiB: refused at the call, never queued
     AFTER_SHUTDOWN = "after_shutdown"  # called after shutdown()
     UNKNOWN_SITE = "unknown_site"  # no website with that tracking id
+    # A /collect message for a tracking id this SDK is not configured for (site_id and
+    # collect_site_ids): someone else's script pointed at this endpoint.
+    SITE_NOT_SERVED = "site_not_served"
     SITE_ARCHIVED = "site_archived"
     LOCALHOST = "localhost"  # from localhost, and the site disables localhost tracking
     OFF_DOMAIN = "off_domain"  # the page is not on the site's domain
@@ -43,6 +54,9 @@ class DropReason(str, Enum):
     UNDELIVERED_AT_SHUTDOWN = "undelivered_at_shutdown"  # shutdown's deadline passed first
     REJECTED_BY_POCKETBASE = "rejected_by_pocketbase"  # refused for good (a validation error)
     WORKER_EXITED = "worker_exited"  # the worker process died holding it
+    PRIVACY_SIGNAL = "privacy_signal"  # Sec-GPC / DNT, with privacy_signal_action="drop"
+    BEFORE_SEND = "before_send"  # the site's before_send hook returned None
+    BEFORE_SEND_ERROR = "before_send_error"  # the hook raised or returned something unusable
 
     def __str__(self) -> str:
         return self.value
@@ -89,16 +103,24 @@ class SkoposStats:
       salt and the site); until then calls wait in the queue and ``last_error`` says why;
     - ``realtime_connected``: whether site rules currently follow PocketBase live
       (False with ``realtime=False``; polling still applies);
+    - ``anonymous``: calls written without identification because the visitor sent a
+      privacy signal (``respect_privacy_signals``; they are also in ``written``);
     - ``spoofed_forwarding_headers``: requests from a peer that is not a trusted
       proxy but sent ``X-Forwarded-For`` & co (ignored; a steady count usually
       means ``trusted_proxies`` should name your proxy);
     - ``spooled``: accepted calls left in ``spool_dir`` at shutdown, for the next
       process to write (not lost, not dropped);
     - ``recovered``: calls that earlier processes left in ``spool_dir``, by outcome
-      in this one (``written``, or a drop reason); they are not in ``accepted``.
+      in this one (``written``, or a drop reason); they are not in ``accepted``. (A
+      ``/collect`` call is journaled as the events it became: each counts here.)
+    - ``dropped_items``: parts of ``/collect`` messages left out while the rest was kept
+      (a batch's event without a name, an error without a message), by reason
+      (``invalid:<code>``); a message left with nothing counts in ``dropped`` as well.
 
     ``accepted + dropped['queue_full'] == calls``, and once ``flush()`` returns True,
-    ``written + sum(dropped) - dropped['queue_full'] + spooled == accepted``.
+    ``written + sum(dropped) - dropped['queue_full'] + spooled == accepted``. A
+    ``/collect`` call is one call however many events it carries: written once all of them
+    are, else dropped with the reason of the first one dropped.
     """
 
     accepted: int
@@ -110,11 +132,31 @@ class SkoposStats:
     retries: int = 0
     spoofed_forwarding_headers: int = 0
     connected: bool = False
+    anonymous: int = 0
     realtime_connected: bool = False
     last_error: str | None = None
     last_error_at: float | None = None
     spooled: int = 0
     recovered: dict[str, int] = field(default_factory=dict)
+    dropped_items: dict[str, int] = field(default_factory=dict)
+
+
+class CallParts:
+    """The activities one tracking call became, when it became several (a ``/collect``
+    message: up to 100 events, or 10 errors). They are written and dropped one by one; the
+    call is acknowledged once, when the last of them is (``Ledger.ack_parts``): written if
+    every one was, else dropped with the first reason. Only the ledger changes it, under
+    its lock.
+    """
+
+    __slots__ = ("dropped", "left")
+
+    def __init__(self, count: int) -> None:
+        self.left = count  # activities not yet written or dropped
+        self.dropped: str | None = None  # why the first one dropped was
+
+    def __repr__(self) -> str:
+        return f"CallParts(left={self.left}, dropped={self.dropped!r})"
 
 
 class Ledger:
@@ -129,6 +171,9 @@ class Ledger:
         self.spooled = 0
         self.recovered: Counter[str] = Counter()
         self.recovered_expected = 0  # calls claimed from dead processes' spools
+        self.dropped_items: Counter[str] = Counter()
+        # Calls split into activities whose last activity is not settled yet.
+        self._open_parts: set[CallParts] = set()
         # flush() barriers: a request's number, and the latest one the worker completed
         # (everything before it written, acknowledged or not: session touches are not).
         self.flush_requested = 0
@@ -151,6 +196,58 @@ class Ledger:
             self.dropped[_key(reason)] += count
             self.acknowledged += count
             self._condition.notify_all()
+
+    def open_parts(self, count: int) -> CallParts:
+        """An accepted call became ``count`` activities: acknowledge it when all are."""
+        parts = CallParts(count)
+        with self._condition:
+            self._open_parts.add(parts)
+        return parts
+
+    def ack_parts(self, parts: Iterable[CallParts], reason: DropReason | str | None = None) -> int:
+        """One activity of each of ``parts`` was written (``reason`` None) or dropped; a call
+        whose last activity this was is acknowledged. Returns how many calls were."""
+        with self._condition:
+            acknowledged = self.acknowledged
+            for part in parts:
+                if part.left <= 0:
+                    continue  # acknowledged already (kept in the spool at shutdown)
+                part.left -= 1
+                if reason is not None and part.dropped is None:
+                    part.dropped = _key(reason)
+                if part.left == 0:
+                    self._open_parts.discard(part)
+                    self.acknowledged += 1
+                    if part.dropped is None:
+                        self.written += 1
+                    else:
+                        self.dropped[part.dropped] += 1
+            self._condition.notify_all()
+            return self.acknowledged - acknowledged
+
+    def count_dropped_items(self, reasons: Iterable[str]) -> None:
+        """Parts of calls left out while the rest of each call was kept."""
+        with self._condition:
+            self.dropped_items.update(reasons)
+
+    def ack_spooled_activities(self, activities: int) -> int:
+        """At shutdown, ``activities`` of this process's activities stay in the spool for
+        the next process: acknowledge the calls they belong to as spooled (a call split
+        into activities counts once, whatever is left of it); returns that number.
+
+        Every activity of an unsettled split call is in the spool by then (the worker
+        settled the others), so the calls are the activities, less the split calls'
+        activities, plus those calls."""
+        with self._condition:
+            split = sum(part.left for part in self._open_parts)
+            calls = max(0, activities - split) + len(self._open_parts)
+            for part in self._open_parts:
+                part.left = 0  # what comes later for them was counted here
+            self._open_parts.clear()
+            self.spooled += calls
+            self.acknowledged += calls
+            self._condition.notify_all()
+            return calls
 
     def ack_spooled(self, count: int) -> None:
         """``count`` accepted calls stay in the spool for the next process."""
@@ -206,6 +303,7 @@ class Ledger:
             self.retries += delta.get("retries", 0)
             self.spooled += delta.get("spooled", 0)
             self.recovered.update(delta.get("recovered", {}))
+            self.dropped_items.update(delta.get("dropped_items", {}))
             self.recovered_expected += delta.get("recovered_expected", 0)
             self.flush_completed = max(self.flush_completed, delta.get("flush_completed", 0))
             self.connected = bool(delta.get("connected", self.connected))

@@ -3,6 +3,7 @@ PocketBase (``skopos setup``, the other command, is tested in ``test_setup.py``)
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,10 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from skopos._admin.cli import main as skopos_cli
 from skopos._admin.embedded import free_port
+from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._pocketbase.filter import pb_filter
 from tests._support.paths import ROOT
+from tests._support.pocketbase_server import PocketBaseServer
 
 pytestmark = pytest.mark.pocketbase
 SKOPOS = [sys.executable, "-m", "skopos"]
@@ -84,3 +88,27 @@ def test_demo_runs_an_example_app_wired_to_its_pocketbase(tmp_path: Path) -> Non
         check=True,
     )
     assert re.search(r"example app: http://127\.0\.0\.1:\d+/", result.stdout)
+
+
+@pytest.mark.pocketbase
+def test_privacy_prints_what_is_stored_and_that_nobody_else_is_contacted(
+    pocketbase: PocketBaseServer,
+    website: Website,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SKOPOS_VISITOR_ID", "daily")
+    monkeypatch.setenv("SKOPOS_RESPECT_PRIVACY_SIGNALS", "true")
+    argv = ["privacy", "--url", pocketbase.url, "--email", pocketbase.email]
+    argv += ["--password", pocketbase.password, "--site", website.tracking_id, "--json"]
+    assert skopos_cli(argv) == 0
+    statement = json.loads(capsys.readouterr().out)
+    assert statement["visitor_ids"]["mode"] == "daily"
+    assert statement["visitor_ids"]["linkable_across_days"] is False
+    assert statement["third_parties_contacted"] == []
+    assert statement["website"]["tracking_id"] == website.tracking_id
+    assert statement["privacy_signals"] == "Sec-GPC: anonymous"
+    assert skopos_cli([*argv[:-1]]) == 0
+    text = capsys.readouterr().out
+    assert "Third parties contacted: none" in text
+    assert "visitorId: a keyed hash" in text

@@ -82,6 +82,19 @@ def test_plan_only_adds_to_existing_collections() -> None:
     assert website_field["collectionId"] == "abc123"
 
 
+def test_plan_adds_the_session_fields_of_the_0_54_schema_to_an_older_dashboard() -> None:
+    # What the official client script reports (/collect): a dashboard set up before 0.54
+    # lacks these fields; skopos setup adds them, so the SDK can fill them.
+    applied = plan_schema(load_schema(), []).collections
+    sessions = next(c for c in applied if c["name"] == "sessions")
+    reported = {"devicePixelRatio", "connectionType", "scriptVersion", "state"}
+    sessions["fields"] = [f for f in sessions["fields"] if f["name"] not in reported]
+    plan = plan_schema(load_schema(), applied)
+    merged = next(c for c in plan.collections if c["name"] == "sessions")
+    assert {(f["name"], f["type"]) for f in merged["fields"]} >= {(n, "text") for n in reported}
+    assert not plan.conflicts
+
+
 def test_plan_of_an_up_to_date_server_is_empty() -> None:
     first = plan_schema(load_schema(), [])
     again = plan_schema(load_schema(), first.collections)

@@ -542,3 +542,26 @@ def test_failures_never_reach_the_page(context: BrowserContext, site: Site) -> N
         }"""
     )
     assert thrown == "SecurityError"
+
+
+def test_client_hints_are_asked_for_only_when_the_site_opts_in(site: Site, page: Page) -> None:
+    # Chromium answers getHighEntropyValues; headless desktop Chromium's model is "", so no
+    # clientHints travel, but the first page view waits for the answer and is still sent.
+    page.add_init_script(
+        """(() => {
+            const proto = NavigatorUAData.prototype;
+            const real = proto.getHighEntropyValues;
+            window.__asked = [];
+            proto.getHighEntropyValues = function (hints) {
+                window.__asked.push(hints);
+                return real.call(this, hints).then(v => ({...v, model: 'Pixel Tablet'}));
+            };
+        })();"""
+    )
+    page.goto(site.page("hinted", attrs='data-endpoint="/e/collect" data-client-hints="true"'))
+    (view,) = site.wait(type="pageView")
+    assert view["clientHints"] == {"model": "Pixel Tablet"}
+    assert page.evaluate("window.__asked") == [["model"]]
+    page.goto(site.page("plain"))
+    views = site.wait(2, type="pageView")
+    assert "clientHints" not in views[1]

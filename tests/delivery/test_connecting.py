@@ -27,6 +27,7 @@ from skopos._delivery.connecting import (
 )
 from skopos._tracking.identity import VisitorHasher
 from skopos._tracking.pipeline import Pipeline
+from skopos._tracking.salt import SaltBook
 from skopos._tracking.sites import SiteRegistry
 from tests._support.pocketbase_server import PocketBaseServer
 
@@ -84,12 +85,10 @@ def test_the_connector_says_what_to_fix(
     bare = pocketbase_factory(setup=False)  # no Skopos schema, batch API off
     with bare.client() as client:
         sites = SiteRegistry(client, refresh_interval=900.0, realtime=False)
-
-        def build(salt: bytes) -> Pipeline:
-            return Pipeline(sites, VisitorHasher(salt))
-
+        salts = SaltBook(client, daily=False, session_timeout=1800.0)
+        pipeline = Pipeline(sites, VisitorHasher(salts))
         connector = Connector(
-            client, sites, pocketbase_url=bare.url, site_id="nope", build_pipeline=build
+            client, sites, salts, pipeline, pocketbase_url=bare.url, site_id="nope"
         )
         with pytest.raises(PocketBaseBatchDisabled):
             connector.connect()

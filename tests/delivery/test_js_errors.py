@@ -10,6 +10,7 @@ import pytest
 from skopos._admin.setup import Website
 from skopos._delivery.js_errors import ErrorAggregator, error_hash, top_frame
 from skopos._pocketbase.client import PocketBaseClient
+from skopos._stats import Ledger
 from skopos._tracking.activity import Activity
 from skopos._tracking.ip_rules import IpBlacklist
 from skopos._tracking.site_rules import SiteRules
@@ -51,6 +52,37 @@ def test_aggregator_counts_per_site_and_group() -> None:
     assert upsert.parent
     assert increment.request.body == {"count+": 2}
     assert errors.occurrences == 0
+
+
+def test_occurrences_of_the_official_script_add_their_count_and_latest_breadcrumbs() -> None:
+    # A /collect error stands for ``count`` occurrences and carries breadcrumbs; the group
+    # adds the count, keeps the latest breadcrumbs, and acknowledges each call once.
+    errors = ErrorAggregator()
+    rules = SiteRules("s1", "t", None, False, False, False, IpBlacklist(None))
+    ledger = Ledger()
+    parts = ledger.open_parts(2)  # an errors message whose two errors fall in one group
+    crumbs = [{"type": "click", "message": "buy", "timestamp": None, "data": None}]
+    now = time.time()
+    for occurrences, breadcrumbs, shared, seen in [
+        (3, crumbs, parts, now),
+        (2, None, parts, now + 1),  # later, without breadcrumbs: the earlier ones stay
+        (1, None, None, now - 5),  # an ordinary call, seen earlier
+    ]:
+        activity = Activity("jsError", rules, "v", "vr", seen, url="u", error_message="m")
+        activity.occurrences, activity.breadcrumbs, activity.parts = (
+            occurrences,
+            breadcrumbs,
+            shared,
+        )
+        errors.add(activity)
+    [group] = errors.take()
+    assert (group.count, group.acks, group.parts) == (6, 1, [parts, parts])
+    upsert, increment = group.writes()
+    assert upsert.request.body is not None
+    assert upsert.request.body["breadcrumbs"] == crumbs
+    assert increment.request.body == {"count+": 6}
+    ledger.ack_parts(upsert.parts or [])
+    assert (ledger.acknowledged, ledger.written) == (1, 1)
 
 
 # -- against a real PocketBase ----------------------------------------------------------------

@@ -44,6 +44,8 @@ from skopos._tracking.identity import derive_record_id
 from skopos._tracking.ip_rules import IpBlacklist
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.user_agent import ClientInfo
+from tests._support.collect_scenario import assert_trace_landed as assert_collect_trace_landed
+from tests._support.collect_scenario import trace as collect_trace
 from tests._support.fault_proxy import FaultProxy
 from tests._support.paths import ROOT, subprocess_env
 from tests._support.pocketbase_server import PocketBaseServer, start_sdk
@@ -133,6 +135,26 @@ def test_journaled_activities_read_back_equal_and_in_order(tmp_path: Path) -> No
     assert spool.own_outstanding == 0
     spool.close()
     assert spool_files(tmp_path) == []
+
+
+def test_what_the_official_client_script_reports_survives_the_journal(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    crumbs = [
+        {"type": "click", "message": "button#buy", "timestamp": 1_767_225_600_000, "data": None}
+    ]
+    failure = activity(1, "jsError")
+    failure.occurrences, failure.breadcrumbs = 7, crumbs
+    page = activity(2)
+    page.device_pixel_ratio, page.connection_type, page.script_version = "2.625", "4g", "1.3.0"
+    assert spool.journal([failure, page]) == ([], [])
+    back = spool.read_back(10)
+    assert [(a.occurrences, a.breadcrumbs) for a in back] == [(7, crumbs), (1, None)]
+    assert (back[1].device_pixel_ratio, back[1].connection_type, back[1].script_version) == (
+        "2.625",
+        "4g",
+        "1.3.0",
+    )
+    spool.close()
 
 
 def test_a_dead_processs_unacknowledged_activities_are_replayed_once(tmp_path: Path) -> None:
@@ -370,6 +392,13 @@ def journal_record(number: int, **fields: object) -> dict[str, object]:
         {"c": ["Chrome", "Linux", "x" * 5000]},
         {"y": "teleport"},
         {"cc": "Freedonia"},
+        {"an": "yes"},
+        {"pv": "0" * 32, "pvr": "attackerchosen1"},  # yesterday's id, record not derived
+        {"oc": 10**9, "y": "jsError", "em": "boom"},  # one line counting a billion errors
+        {"bc": [{"type": "x" * 5000, "message": None, "timestamp": None, "data": None}]},
+        {"bc": [{"type": "click"}] * 11},
+        {"dpr": "1e308"},
+        {"cn": "<script>"},
     ],
 )
 def test_a_bad_record_in_a_segment_is_skipped_and_the_rest_replayed(
@@ -600,6 +629,59 @@ def test_shutdown_deadline_with_pocketbase_away_spools_and_the_next_start_writes
     assert sdk.stats().recovered == {"written": calls}
     sdk.shutdown(timeout=10)
     assert_trace_landed_once(pb, website, calls)
+
+
+@pytest.mark.pocketbase
+def test_collect_calls_spooled_at_the_deadline_count_once_and_land_at_the_next_start(
+    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website, tmp_path: Path
+) -> None:
+    # A /collect call is one call however many events it became: spooled once, written once.
+    sent = collect_trace(website.tracking_id, website.domain, 90)
+    with FaultProxy(pocketbase.url, batches_fail) as proxy:
+        sdk = start_sdk(pocketbase, website, url=proxy.url, spool_dir=tmp_path)
+        for request, body in sent.calls:
+            sdk.track_collect(request, body)
+        sdk.shutdown(timeout=1.5)
+        stats = sdk.stats()
+    assert (stats.accepted, stats.written, stats.dropped) == (90, 0, {})
+    assert stats.spooled == 90
+    assert journaled(tmp_path) == sent.activities
+
+    sdk = restarted_sdk(pocketbase, website, tmp_path)
+    assert sdk.flush(timeout=60)
+    assert sdk.stats().recovered == {"written": sent.activities}  # replayed as activities
+    sdk.shutdown(timeout=10)
+    assert_collect_trace_landed(pb, website.id, sent)
+
+
+@pytest.mark.pocketbase
+def test_collect_calls_read_back_from_the_spool_are_acknowledged_once_each(
+    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website, tmp_path: Path
+) -> None:
+    # Through an outage the journal is the queue: the events of one call are read back and
+    # written in different batches, and the call is written when its last one is.
+    down = threading.Event()
+    down.set()
+
+    def plan(method: str, path: str, number: int) -> str:
+        return "error" if down.is_set() and path == "/api/batch" else "pass"
+
+    sent = collect_trace(website.tracking_id, website.domain, 300)
+    with FaultProxy(pocketbase.url, plan) as proxy:
+        sdk = start_sdk(pocketbase, website, url=proxy.url, spool_dir=tmp_path, max_batch_size=7)
+        for request, body in sent.calls:
+            sdk.track_collect(request, body)
+        wait_for(lambda: proxy.actions["error"] >= 2, 30, "a refused write")
+        assert not sdk.flush(timeout=0.5)
+        pending = sdk.stats()
+        assert pending.written + sum(pending.dropped.values()) == 0
+        down.clear()
+        assert sdk.flush(timeout=60)
+        stats = sdk.stats()
+        sdk.shutdown(timeout=10)
+    assert (stats.accepted, stats.written, stats.dropped, stats.spooled) == (300, 300, {}, 0)
+    assert_collect_trace_landed(pb, website.id, sent)
+    assert list(tmp_path.glob(f"*{SUFFIX}")) == []
 
 
 @pytest.mark.pocketbase

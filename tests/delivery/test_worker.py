@@ -9,7 +9,11 @@ import time
 import pytest
 
 from skopos._admin.setup import Website
+from skopos._delivery.worker import Worker
 from skopos._pocketbase.client import PocketBaseClient
+from tests._support.collect_client import batch, encode_message
+from tests._support.collect_client import page_view as collect_page_view
+from tests._support.collect_scenario import trace as collect_trace
 from tests._support.fault_proxy import FaultProxy
 from tests._support.pocketbase_server import MakeSdk, PocketBaseServer, start_sdk
 from tests._support.tracking_helpers import (
@@ -132,3 +136,94 @@ def test_batch_mode_writes_on_size_and_interval(
     for n in range(5):
         sdk.track_api_event(request, page_view(website.domain, f"/c{n}"))
     wait_until(lambda: len(site_events(pb, website.id)) == 9, timeout=0.9)  # size reached
+
+
+def test_collect_calls_of_many_events_keep_memory_bounded_and_land_exactly(
+    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website
+) -> None:
+    # 40 /collect calls of 100 events each while the first batch keeps failing and the second
+    # waits behind it: the worker holds at most its read-ahead (1,000 activities) and one
+    # call's worth more, the rest stays queued as calls; then every event lands once and
+    # every call is written once.
+    down = threading.Event()
+    down.set()
+
+    def plan(method: str, path: str, number: int) -> str:
+        return "error" if down.is_set() and path.startswith("/api/batch") else "pass"
+
+    pages = [collect_page_view(f"/p{n}") for n in range(100)]
+    url = f"https://{website.domain}/"
+    body = encode_message(batch(*pages, sid=website.tracking_id, url=url))
+    requests = [environ(f"198.51.100.{number + 1}") for number in range(40)]
+    with FaultProxy(pocketbase.url, plan) as proxy:
+        sdk = start_sdk(pocketbase, website, url=proxy.url)
+        worker = sdk._runtime.worker
+        assert isinstance(worker, Worker)
+        try:
+            sdk.track_collect(requests[0], body)
+            wait_until(lambda: proxy.actions["error"] > 0)  # the first batch is in flight
+            sdk.track_collect(requests[1], body)
+            time.sleep(0.3)  # the second waits behind it: the writer takes no more
+            for request in requests[2:]:  # faster than the worker takes them
+                sdk.track_collect(request, body)
+            most = 0
+            for _ in range(50):
+                time.sleep(0.02)
+                most = max(most, len(worker._activities))
+            down.clear()
+            assert sdk.flush(timeout=60)
+            stats = sdk.stats()
+        finally:
+            sdk.shutdown(timeout=10)
+    assert 900 <= most <= 1000 + 100, most
+    assert (stats.accepted, stats.written, stats.dropped) == (40, 40, {})
+    assert len(site_events(pb, website.id)) == 4000
+    assert len(site_sessions(pb, website.id)) == 40
+
+
+def test_collect_calls_undelivered_at_the_deadline_count_once_each(
+    pocketbase: PocketBaseServer, website: Website
+) -> None:
+    sent = collect_trace(website.tracking_id, website.domain, 30)
+
+    def batches_fail(method: str, path: str, number: int) -> str:
+        return "error" if path == "/api/batch" else "pass"
+
+    with FaultProxy(pocketbase.url, batches_fail) as proxy:
+        sdk = start_sdk(pocketbase, website, url=proxy.url, js_error_batch_interval=0.2)
+        for request, body in sent.calls:
+            sdk.track_collect(request, body)
+        sdk.shutdown(timeout=1.5)
+    stats = sdk.stats()
+    assert (stats.accepted, stats.written) == (30, 0)
+    assert stats.dropped == {"undelivered_at_shutdown": 30}
+
+
+def test_flushes_in_quick_succession_complete_once_the_work_is_done(
+    pocketbase: PocketBaseServer, website: Website
+) -> None:
+    # Short flushes one after the other while the writer retries: each flush's number must be
+    # served by the round that its wake-up ends. The worker used to remember requests in a
+    # flag that it cleared after serving the previous one, and served the number it read
+    # before waiting: every new request ended a wait that served the one before it, and
+    # flush() kept returning False long after everything was written.
+    down = threading.Event()
+    down.set()
+
+    def plan(method: str, path: str, number: int) -> str:
+        return "error" if down.is_set() and path.startswith("/api/batch") else "pass"
+
+    with FaultProxy(pocketbase.url, plan) as proxy:
+        sdk = start_sdk(pocketbase, website, url=proxy.url)
+        try:
+            for number in range(20):
+                sdk.track_api_event(
+                    environ(f"198.51.100.{number + 1}"), page_view(website.domain, "/")
+                )
+            threading.Timer(1.0, down.clear).start()
+            deadline = time.monotonic() + 30
+            while not sdk.flush(timeout=0.02):
+                assert time.monotonic() < deadline, "flush never completed"
+            assert sdk.stats().written == 20
+        finally:
+            sdk.shutdown(timeout=10)

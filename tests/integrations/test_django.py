@@ -35,6 +35,13 @@ from skopos._tracking.snapshot import take_snapshot
 from skopos.integrations import django as skopos_django
 from skopos.integrations.django import views
 from skopos.integrations.endpoint import client_script
+from tests._support.collect_scenario import Send as CollectSend
+from tests._support.collect_scenario import (
+    assert_collect_http,
+    assert_landed,
+    post_visit,
+    visit,
+)
 from tests._support.pocketbase_server import PocketBaseServer
 from tests._support.tracking_helpers import CHROME, page_view, site_events, site_sessions
 
@@ -52,6 +59,8 @@ urlpatterns = [
     path("", include("skopos.integrations.django.urls")),
     path("async/api/event", views.aevent),
     path("async/skopos.js", views.ascript),
+    path("async/collect", views.acollect),
+    path("async/collect/health", views.collect_health),
 ]
 
 ALLOWED = "https://shop.example.test"
@@ -347,19 +356,28 @@ def test_urls_route_to_async_views_when_asked() -> None:
     from skopos.integrations.django import urls
 
     try:
-        with override_settings(SKOPOS={"async_views": True, "script_path": None}):
+        settings = {"async_views": True, "script_path": None, "collect_path": None}
+        with override_settings(SKOPOS=settings):
             [event] = importlib.reload(urls).urlpatterns
             assert (event.callback, str(event.pattern)) == (views.aevent, "api/event")
+        with override_settings(SKOPOS={"async_views": True, "collect_path": "/t/c"}):
+            _, _, collect, health = importlib.reload(urls).urlpatterns
+            assert (collect.callback, str(collect.pattern)) == (views.acollect, "t/c")
+            assert (health.callback, str(health.pattern)) == (views.collect_health, "t/c/health")
         with override_settings(SKOPOS={"event_path": "/t/e"}):
-            event, script = importlib.reload(urls).urlpatterns
+            event, script, collect, health = importlib.reload(urls).urlpatterns
             assert (event.callback, str(event.pattern)) == (views.event, "t/e")
             assert (script.callback, str(script.pattern)) == (views.script, "skopos.js")
+            assert (collect.callback, str(collect.pattern)) == (views.collect, "collect")
+            assert str(health.pattern) == "collect/health"
     finally:
         importlib.reload(urls)
     assert asyncio.iscoroutinefunction(views.aevent)
+    assert asyncio.iscoroutinefunction(views.acollect)
     assert not asyncio.iscoroutinefunction(views.event)
-    assert getattr(views.aevent, "csrf_exempt", False)
-    assert getattr(views.event, "csrf_exempt", False)
+    assert not asyncio.iscoroutinefunction(views.collect)
+    for view in (views.aevent, views.event, views.acollect, views.collect):
+        assert getattr(view, "csrf_exempt", False), view
 
 
 def test_snapshot_of_django_requests() -> None:
@@ -393,3 +411,48 @@ def test_importing_skopos_never_imports_django() -> None:
         "assert 'django' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)
+
+
+# -- /collect: the official client script's endpoint -------------------------------------------
+
+
+def collect_send(send: Send) -> CollectSend:
+    def adapter(
+        method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        headers = dict(headers)
+        content_type = headers.pop("Content-Type", "text/plain")
+        answer = send(method, path, body, content_type, headers)
+        return answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, answer.content
+
+    return adapter
+
+
+@pytest.mark.pocketbase
+def test_collect_lands_as_the_dashboard_collector_writes_it(
+    send: Send, sdk: SkoposSDK, pb: PocketBaseClient, website: Website
+) -> None:
+    sent = visit(website.tracking_id, website.domain)
+    post_visit(collect_send(send), sent)
+    assert sdk.flush(timeout=10)
+    assert_landed(pb, website.id, sent)
+    assert_collect_http(collect_send(send), website.domain, ALLOWED)
+    head = send("HEAD", "/collect/health")
+    assert (head.status_code, head.content) == (200, b"")
+    stats = sdk.stats()
+    assert (stats.accepted, stats.written, stats.dropped) == (5, 5, {})
+
+
+@pytest.mark.pocketbase
+def test_a_collect_preflight_starts_the_sdk_to_know_its_sites(
+    send: Send, pocketbase: PocketBaseServer, website: Website
+) -> None:
+    with override_settings(SKOPOS=skopos_options(pocketbase, website), **DJANGO_SETTINGS):
+        try:
+            assert skopos_django._sdk.peek() is None
+            origin = f"https://{website.domain}"
+            answer = send("OPTIONS", "/collect", headers={"Origin": origin})
+            assert (answer.status_code, answer["Access-Control-Allow-Origin"]) == (204, origin)
+            assert skopos_django._sdk.peek() is not None
+        finally:
+            skopos_django.shutdown(timeout=5)

@@ -19,6 +19,13 @@ from skopos._pocketbase.client import PocketBaseClient
 from skopos._tracking.snapshot import take_snapshot
 from skopos.integrations.endpoint import EndpointConfig, client_script
 from skopos.integrations.flask import Skopos
+from tests._support.collect_scenario import (
+    Send,
+    assert_collect_http,
+    assert_landed,
+    post_visit,
+    visit,
+)
 from tests._support.pocketbase_server import PocketBaseServer
 from tests._support.tracking_helpers import CHROME, page_view, site_events, site_sessions
 
@@ -329,3 +336,55 @@ def test_snapshot_of_a_flask_request() -> None:
             assert snap is not None
             assert (snap.peer, snap.user_agent, snap.path) == ("203.0.113.77", CHROME, "/api/event")
             assert (snap.accept_language, snap.x_forwarded_for) == ("en-US,en;q=0.9", "10.0.0.1")
+
+
+# -- /collect: the official client script's endpoint -------------------------------------------
+
+
+def flask_send(client: FlaskClient, ip: str = "203.0.113.10") -> Send:
+    def send(
+        method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        answer = client.open(
+            path,
+            method=method,
+            data=body,
+            headers={**BROWSER, **headers},
+            environ_base={"REMOTE_ADDR": ip},
+        )
+        return answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, answer.data
+
+    return send
+
+
+@pytest.mark.pocketbase
+def test_collect_lands_as_the_dashboard_collector_writes_it(
+    client: FlaskClient, sdk: SkoposSDK, pb: PocketBaseClient, website: Website
+) -> None:
+    sent = visit(website.tracking_id, website.domain)
+    post_visit(flask_send(client), sent)
+    assert sdk.flush(timeout=10)
+    assert_landed(pb, website.id, sent)
+    assert_collect_http(flask_send(client), website.domain, ALLOWED)
+    stats = sdk.stats()
+    assert (stats.accepted, stats.written, stats.dropped) == (5, 5, {})
+
+
+@pytest.mark.pocketbase
+def test_a_collect_preflight_starts_the_sdk_to_know_its_sites(
+    pocketbase: PocketBaseServer, website: Website
+) -> None:
+    app = Flask(__name__)
+    app.config["SKOPOS"] = options(pocketbase, website, collect_path="/t/collect")
+    skopos = Skopos(app)
+    assert skopos._lazy is not None
+    try:
+        client = app.test_client()
+        origin = f"https://www.{website.domain}"
+        answer = client.options("/t/collect", headers={"Origin": origin})
+        assert (answer.status_code, answer.headers["Access-Control-Allow-Origin"]) == (204, origin)
+        assert skopos._lazy.peek() is not None
+        assert client.get("/t/collect/health").status_code == 200
+        assert client.get("/collect/health").status_code == 404  # the path moved
+    finally:
+        skopos.shutdown(timeout=5)

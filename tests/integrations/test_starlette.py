@@ -30,6 +30,15 @@ from skopos._pocketbase.client import PocketBaseClient
 from skopos._tracking.snapshot import take_snapshot
 from skopos.integrations.endpoint import EndpointConfig, client_script
 from skopos.integrations.starlette import SkoposLifespan, skopos_lifespan, skopos_routes
+from tests._support.collect_client import batch, encode_message
+from tests._support.collect_client import page_view as collect_page_view
+from tests._support.collect_scenario import (
+    Send,
+    assert_collect_http,
+    assert_landed,
+    post_visit,
+    visit,
+)
 from tests._support.pocketbase_server import PocketBaseServer
 from tests._support.tracking_helpers import (
     CHROME,
@@ -331,9 +340,10 @@ def test_script_is_served_with_validation(running: tuple[TestClient, SkoposSDK])
 def test_custom_paths_and_no_script(
     skopos: SkoposLifespan, pb: PocketBaseClient, website: Website
 ) -> None:
-    config = EndpointConfig(event_path="/t/collect", script_path=None)
+    config = EndpointConfig(event_path="/t/collect", script_path=None, collect_path="/c")
     app = Starlette(routes=skopos_routes(skopos, config), lifespan=skopos)
-    assert [route.path for route in app.routes] == ["/t/collect"]  # type: ignore[attr-defined]
+    paths = [route.path for route in app.routes]  # type: ignore[attr-defined]
+    assert paths == ["/t/collect", "/c", "/c/health"]
     with client(app) as test_client:
         assert test_client.get("/skopos.js").status_code == 404
         assert test_client.post("/api/event", json={}).status_code == 404
@@ -476,3 +486,50 @@ def test_snapshot_of_a_starlette_request() -> None:
     assert snapshot.sec_fetch_mode == "cors"
     assert snapshot.forwarding_headers() == {"x-forwarded-for": "198.51.100.1"}
     assert "secret" not in repr(snapshot)
+
+
+# --------------------------------------------------------------------------------------------
+# /collect: the official client script's endpoint
+
+
+def starlette_send(test_client: TestClient) -> Send:
+    def send(
+        method: str, path: str, content: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        answer = test_client.request(method, path, content=content, headers=headers)
+        return answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, answer.content
+
+    return send
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "starlette"])
+def test_collect_lands_as_the_dashboard_collector_writes_it(
+    framework: str, skopos: SkoposLifespan, pb: PocketBaseClient, website: Website
+) -> None:
+    config = EndpointConfig(cors_origins=["https://shop.example"])
+    if framework == "fastapi":
+        app: Any = fastapi_app(skopos, config)
+    else:
+        app = Starlette(routes=skopos_routes(skopos, config), lifespan=skopos)
+    sent = visit(website.tracking_id, website.domain)
+    with client(app) as test_client:
+        post_visit(starlette_send(test_client), sent)
+        assert skopos.sdk.flush(timeout=10)
+        assert_landed(pb, website.id, sent)
+        assert_collect_http(starlette_send(test_client), website.domain, "https://shop.example")
+        head = test_client.head("/collect/health")
+        assert (head.status_code, head.content) == (200, b"")
+        stats = skopos.sdk.stats()
+    assert (stats.accepted, stats.written, stats.dropped) == (5, 5, {})
+
+
+def test_collect_answers_503_until_the_lifespan_runs(skopos: SkoposLifespan) -> None:
+    test_client = client(Starlette(routes=skopos_routes(skopos)))  # no lifespan: never started
+    body = encode_message(batch(collect_page_view()))
+    answer = test_client.post(
+        "/collect", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 503
+    assert test_client.get("/collect/health").json()["status"] == "ok"
+    routes = skopos_routes(skopos, EndpointConfig(collect_path=None))
+    assert [getattr(route, "path", None) for route in routes] == ["/api/event", "/skopos.js"]

@@ -16,6 +16,13 @@ from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from skopos.integrations.endpoint import EndpointConfig, client_script
 from skopos.integrations.wsgi import SkoposMiddleware as WsgiMiddleware
+from tests._support.collect_scenario import (
+    Send,
+    assert_collect_http,
+    assert_landed,
+    post_visit,
+    visit,
+)
 from tests._support.pocketbase_server import MakeSdk, PocketBaseServer, start_sdk
 from tests._support.tracking_helpers import CHROME, page_view, records, site_events
 
@@ -194,3 +201,37 @@ def test_a_peer_a_proxy_fix_resolved_is_no_spoofing(
     assert sdk.stats().spoofed_forwarding_headers == 0
     ips = _sessions_by_path(pb, website)
     assert [ips[f"/fixed/{n}"] for n in range(3)] == [f"198.51.100.{n + 1}" for n in range(3)]
+
+
+def wsgi_send(app: WsgiMiddleware) -> Send:
+    def send(
+        method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        environ = {
+            (
+                "CONTENT_TYPE"
+                if name == "Content-Type"
+                else "HTTP_" + name.upper().replace("-", "_")
+            ): value
+            for name, value in headers.items()
+        }
+        status, answered, content = call_wsgi(app, method, path, body, **environ)
+        return int(status.split()[0]), {k.lower(): v for k, v in answered.items()}, content
+
+    return send
+
+
+def test_collect_lands_as_the_dashboard_collector_writes_it(
+    sdk: SkoposSDK, pb: PocketBaseClient, website: Website
+) -> None:
+    app = WsgiMiddleware(None, sdk, EndpointConfig(cors_origins=["https://shop.example"]))
+    sent = visit(website.tracking_id, website.domain)
+    post_visit(wsgi_send(app), sent)
+    assert sdk.flush(timeout=10)
+    assert_landed(pb, website.id, sent)
+    assert_collect_http(wsgi_send(app), website.domain, "https://shop.example")
+    stats = sdk.stats()
+    assert (stats.accepted, stats.written, stats.dropped) == (5, 5, {})
+    assert call_wsgi(app, "POST", "/collect/health")[0].startswith("405")
+    without = WsgiMiddleware(None, sdk, EndpointConfig(collect_path=None))
+    assert call_wsgi(without, "POST", "/collect", sent.bodies[0])[0].startswith("404")

@@ -18,6 +18,9 @@ import pytest
 from skopos import SkoposSDK
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
+from tests._support.collect_client import batch, encode_message
+from tests._support.collect_client import page_view as collect_page_view
+from tests._support.collect_scenario import trace as collect_trace
 from tests._support.paths import ROOT
 from tests._support.pocketbase_server import PocketBaseServer, start_sdk
 from tests._support.spool_trace import expected_errors, expected_events, send_trace
@@ -206,3 +209,29 @@ def test_only_the_installed_skopos_runs_in_the_worker_process(
         sdk.shutdown(timeout=10)
     assert not marker.exists()
     assert [e["path"] for e in site_events(pb, website.id)] == ["/safe"]
+
+
+def test_collect_calls_land_exactly_as_in_process(
+    pocketbase: PocketBaseServer, pb: PocketBaseClient, website: Website
+) -> None:
+    # A /collect body crosses the pipe as it came; the worker process decodes it, and the
+    # split calls' acknowledgements and the left-out items reach the host's stats.
+    sent = collect_trace(website.tracking_id, website.domain, 60)
+    sdk = process_sdk(pocketbase, website)
+    for request, body in sent.calls:
+        sdk.track_collect(request, body)
+    bad_item = batch(
+        collect_page_view(), {"t": "ev"}, sid=website.tracking_id, url=f"https://{website.domain}/x"
+    )
+    sdk.track_collect(environ("198.51.100.99"), encode_message(bad_item))
+    sdk.track_collect(environ("198.51.100.99"), {"_d": object(), "_v": 1})  # not marshal-able
+    assert sdk.flush(timeout=60)
+    stats = sdk.stats()
+    sdk.shutdown(timeout=10)
+    assert (stats.accepted, stats.written) == (62, 61)
+    assert stats.dropped == {"invalid:bad_encoding": 1}
+    assert stats.dropped_items == {"invalid:missing_name": 1}
+    events = Counter((e["type"], e["path"], e["eventName"]) for e in site_events(pb, website.id))
+    assert events == sent.events + Counter({("pageView", "/x", ""): 1})
+    errors = {e["errorMessage"]: e["count"] for e in records(pb, "js_errors", website=website.id)}
+    assert errors == dict(sent.errors)

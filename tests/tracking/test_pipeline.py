@@ -4,13 +4,16 @@ land in a real PocketBase."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from skopos._admin.setup import Website
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._stats import DropReason
+from skopos._tracking.activity import Activity, TrackCall
 from skopos._tracking.hosts import (
     host_matches_domain,
     is_localhost,
@@ -19,9 +22,22 @@ from skopos._tracking.hosts import (
 from skopos._tracking.identity import VisitorHasher
 from skopos._tracking.ip_rules import IpBlacklist
 from skopos._tracking.payload import ValidPayload, validate_payload
-from skopos._tracking.pipeline import Pipeline
+from skopos._tracking.pipeline import Expanded, Pipeline
 from skopos._tracking.site_rules import SiteRules
-from skopos._tracking.snapshot import RequestSnapshot
+from skopos._tracking.snapshot import RequestSnapshot, capture_request
+from tests._support.collect_client import (
+    batch,
+    breadcrumb,
+    custom_event,
+    encode_message,
+    error,
+    errors,
+    exit_message,
+    identify,
+)
+from tests._support.collect_client import (
+    page_view as collect_page_view,
+)
 from tests._support.host_cases import HOST_MATCHES_DOMAIN, IS_LOCALHOST, NORMALIZE_DOMAIN
 from tests._support.pocketbase_server import MakeSdk
 from tests._support.tracking_helpers import (
@@ -97,6 +113,117 @@ def test_blacklist_is_checked_on_the_resolved_address() -> None:
         assert pipeline._blacklist_drop(site, origin) is expected, peer
         empty = SiteRules("r" * 15, "t", None, False, False, False, IpBlacklist(None))
         assert pipeline._blacklist_drop(empty, origin) is None
+
+
+# -- /collect messages: the same filters, the message's own site --------------------------------
+
+COLLECT_DOMAIN = "example.com"  # the collect client's page (https://example.com/pricing?...)
+
+
+def _collect_pipeline(**sites: SiteRules) -> Pipeline:
+    registry = SimpleNamespace(get=sites.get)
+    return Pipeline(registry, VisitorHasher(b"s"), collect_sites=["TRACKING_ID", "OTHER"])  # type: ignore[arg-type]
+
+
+def _site(tracking_id: str = "TRACKING_ID", **rules: Any) -> SiteRules:
+    values: dict[str, Any] = {
+        "domain": COLLECT_DOMAIN,
+        "is_archived": False,
+        "disable_localhost": False,
+        "store_raw_ip": False,
+        "blacklist": IpBlacklist(None),
+        **rules,
+    }
+    return SiteRules(f"rec{tracking_id.lower():0<12}"[:15], tracking_id, **values)
+
+
+def _collect(pipeline: Pipeline, message: Any, request: Any = None) -> Expanded | str:
+    body = message if isinstance(message, bytes) else encode_message(message)
+    call = TrackCall("collect", "TRACKING_ID", capture_request(request or environ("8.8.8.8")), body)
+    result = pipeline.prepare(call)
+    assert not isinstance(result, Activity)
+    return result
+
+
+def test_a_collect_batch_becomes_activities_of_our_visitor() -> None:
+    pipeline = _collect_pipeline(TRACKING_ID=_site())
+    message = batch(collect_page_view(), custom_event("signup", {"plan": "pro"}), {"t": "ev"})
+    result = _collect(pipeline, message)
+    assert isinstance(result, Expanded)
+    assert [(a.type, a.path, a.name) for a in result.activities] == [
+        ("pageView", "/pricing", None),
+        ("custom", "/pricing", "signup"),
+    ]
+    assert result.left_out == ["invalid:missing_name"]
+    page = {"type": "pageView", "url": "https://example.com/"}
+    api = pipeline.prepare(
+        TrackCall("api", "TRACKING_ID", capture_request(environ("8.8.8.8")), page)
+    )
+    assert isinstance(api, Activity)
+    first = result.activities[0]
+    # Our keyed visitor id, as for our own script's request; never the message's vid.
+    assert (first.visitor_id, first.visitor_record_id) == (api.visitor_id, api.visitor_record_id)
+    other_vid = _collect(pipeline, batch(collect_page_view(), vid="somebody-else"))
+    assert isinstance(other_vid, Expanded)
+    assert other_vid.activities[0].visitor_id == first.visitor_id
+    elsewhere = _collect(pipeline, message, environ("81.2.69.142"))
+    assert isinstance(elsewhere, Expanded)
+    assert elsewhere.activities[0].visitor_id != first.visitor_id
+    # The session's fields from the envelope; the country from the request; times are ours.
+    assert (first.screen_width, first.language, first.device_pixel_ratio) == (1920, "en-US", "1.5")
+    assert (first.connection_type, first.script_version) == ("4g", "1.3.0")
+    assert (first.referrer, first.country) == ("https://www.google.com/", "US")
+    assert all(a.at == result.activities[0].at for a in result.activities)
+    assert abs(first.at - time.time()) < 60  # the call's time, not the client's ts (2026-01-01)
+
+
+def test_collect_message_types_map_onto_our_activities() -> None:
+    pipeline = _collect_pipeline(TRACKING_ID=_site())
+    crumbs = [breadcrumb("navigation", "Navigated to /", data={"from": "/a", "to": "/"})]
+    errors_result = _collect(pipeline, errors(error("boom", count=4, bc=crumbs), error(None)))
+    assert isinstance(errors_result, Expanded)
+    [failure] = errors_result.activities
+    assert (failure.type, failure.error_message, failure.occurrences) == ("jsError", "boom", 4)
+    assert failure.url == "https://example.com/pricing"  # query scrubbed (not allowlisted)
+    assert failure.breadcrumbs == [
+        {
+            "type": "navigation",
+            "message": "Navigated to /",
+            "timestamp": 1_767_225_600_000,
+            "data": {"from": "/a", "to": "/"},
+        }
+    ]
+    assert errors_result.left_out == ["invalid:missing_error_message"]
+    exited = _collect(pipeline, exit_message(12.6))
+    assert isinstance(exited, Expanded)
+    assert [(a.type, a.name, a.data) for a in exited.activities] == [
+        ("custom", "exit", {"duration": 13})
+    ]
+    identified = _collect(pipeline, identify("u1", email="ada@example.com", meta={"plan": "pro"}))
+    assert isinstance(identified, Expanded)
+    assert [(a.type, a.data) for a in identified.activities] == [
+        ("identify", {"userId": "u1", "email": "ada@example.com", "metadata": {"plan": "pro"}})
+    ]
+
+
+def test_collect_messages_go_through_the_site_and_bot_filters() -> None:
+    pipeline = _collect_pipeline(
+        TRACKING_ID=_site(blacklist=IpBlacklist(["192.0.2.0/24"]), disable_localhost=True),
+        OTHER=_site("OTHER", is_archived=True),
+    )
+    message = batch(collect_page_view())
+    assert _collect(pipeline, batch(collect_page_view(), sid="NOT_OURS")) == "site_not_served"
+    assert _collect(pipeline, batch(collect_page_view(), sid="OTHER")) == "site_archived"
+    assert _collect(pipeline, message, environ("192.0.2.9")) == "ip_blacklisted"
+    assert str(_collect(pipeline, message, environ("8.8.8.8", GOOGLEBOT))).startswith("bot:")
+    off_domain = batch(collect_page_view(), url="https://evil.example.net/")
+    assert _collect(pipeline, off_domain) == "off_domain"
+    assert (
+        _collect(pipeline, batch(collect_page_view(), url="http://localhost:3000/")) == "localhost"
+    )
+    assert _collect(pipeline, b'{"_d": "%%%", "_v": 1}') == "invalid:bad_encoding"
+    unknown = _collect_pipeline()  # served, but no such website in PocketBase
+    assert _collect(unknown, message) == "unknown_site"
 
 
 # -- against a real PocketBase ----------------------------------------------------------------

@@ -112,6 +112,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
 
+    privacy = commands.add_parser(
+        "privacy",
+        parents=[connection],
+        help="what is stored, how ids are built, what is scrubbed, who is contacted (nobody)",
+        description=(
+            "A privacy statement from the live configuration (SKOPOS_* variables) and"
+            " PocketBase: what each record stores, how visitor ids are built, the salts' age"
+            " and where they live, what is scrubbed, and the third parties contacted (none)."
+        ),
+    )
+    privacy.add_argument("--site", help="the website's tracking id [env SKOPOS_SITE_ID]")
+    privacy.add_argument("--json", action="store_true", help="print one JSON object")
+
     demo = commands.add_parser(
         "demo",
         help="run an embedded PocketBase with the Skopos schema and a demo website",
@@ -145,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "doctor":
             return _doctor(args)
+        if args.command == "privacy":
+            return _privacy(args)
         return run_demo(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -255,3 +270,15 @@ def _doctor(args: argparse.Namespace) -> int:
         checks = run_doctor(options, on_check=lambda c: status.update(f"checked {c.name}…"))
     print_checks(checks, Console())
     return exit_code(checks)
+
+
+def _privacy(args: argparse.Namespace) -> int:
+    from skopos._admin.privacy import options_from_environment, privacy_statement
+    from skopos._admin.privacy import render_statement as render
+
+    url, email, password = _connection(args)
+    site = args.site or os.environ.get("SKOPOS_SITE_ID") or None
+    with PocketBaseClient(url, email, password) as client:
+        statement = privacy_statement(client, options_from_environment(), site=site)
+    print(json.dumps(statement, indent=2) if args.json else render(statement))
+    return EXIT_OK

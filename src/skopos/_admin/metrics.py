@@ -63,6 +63,7 @@ from urllib.parse import urlsplit
 from skopos._pocketbase.dates import parse_pb_date
 
 __all__ = [
+    "BREAKDOWN_TITLES",
     "DIRECT",
     "ENGAGED_DURATION",
     "EXIT_EVENT",
@@ -124,6 +125,22 @@ class DailyPoint:
             "visitors": self.visitors,
             "page_views": self.page_views,
         }
+
+
+# Each breakdown's title in reports, in the order reports show them.
+BREAKDOWN_TITLES = {
+    "top_pages": "Top pages",
+    "entry_pages": "Entry pages",
+    "exit_pages": "Exit pages",
+    "referrers": "Referrers",
+    "browsers": "Browsers",
+    "os": "Operating systems",
+    "devices": "Devices",
+    "countries": "Countries",
+    "languages": "Languages",
+    "custom_events": "Custom events",
+    "errors": "JS errors",
+}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from skopos._admin.metrics import Count, DailyPoint, Metrics
+from skopos._admin.metrics import BREAKDOWN_TITLES, Count, DailyPoint, Metrics
 from skopos._admin.report import Report
 from skopos._admin.report_render import format_duration
 from skopos._version import __version__
@@ -53,19 +53,6 @@ svg text{font:11px system-ui,sans-serif;fill:#64748b}
 footer{margin-top:18px;color:#94a3b8;font-size:12px}
 @media (max-width:720px){.row{grid-template-columns:1fr}}
 """
-_TITLES = {
-    "top_pages": "Top pages",
-    "entry_pages": "Entry pages",
-    "exit_pages": "Exit pages",
-    "referrers": "Referrers",
-    "browsers": "Browsers",
-    "os": "Operating systems",
-    "devices": "Devices",
-    "countries": "Countries",
-    "languages": "Languages",
-    "custom_events": "Custom events",
-    "errors": "JS errors",
-}
 
 
 def _nice_top(value: int) -> int:
@@ -233,7 +220,7 @@ def render_html(report: Report, *, limit: int | None = 10) -> str:
     span = f"{period.start:%Y-%m-%d %H:%M} → {period.end:%Y-%m-%d %H:%M} {period.timezone_name}"
     wholes = {"top_pages": metrics.page_views, "errors": metrics.js_errors}
     breakdowns = "".join(
-        _breakdown(_TITLES[name], rows, wholes.get(name, metrics.visitors), limit)
+        _breakdown(BREAKDOWN_TITLES[name], rows, wholes.get(name, metrics.visitors), limit)
         for name, rows in metrics.breakdowns().items()
     )
     donut = donut_svg(

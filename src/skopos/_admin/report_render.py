@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from skopos._admin.metrics import Count, DailyPoint, Metrics
+from skopos._admin.metrics import BREAKDOWN_TITLES, Count, DailyPoint, Metrics
 from skopos._admin.report import Report
 
 __all__ = ["format_duration", "render_report", "sparkline"]
@@ -23,19 +23,6 @@ __all__ = ["format_duration", "render_report", "sparkline"]
 _SPARKS = "▁▂▃▄▅▆▇█"
 _BAR = "█"
 _PARTIAL = " ▏▎▍▌▋▊▉"
-_TITLES = {
-    "top_pages": "Top pages",
-    "entry_pages": "Entry pages",
-    "exit_pages": "Exit pages",
-    "referrers": "Referrers",
-    "browsers": "Browsers",
-    "os": "Operating systems",
-    "devices": "Devices",
-    "countries": "Countries",
-    "languages": "Languages",
-    "custom_events": "Custom events",
-    "errors": "JS errors",
-}
 
 
 def format_duration(seconds: float) -> str:
@@ -172,7 +159,7 @@ def render_report(report: Report, console: Console, *, limit: int | None = 10) -
         "errors": metrics.js_errors,
     }
     tables = [
-        _breakdown(_TITLES[name], rows, wholes.get(name, metrics.visitors), limit)
+        _breakdown(BREAKDOWN_TITLES[name], rows, wholes.get(name, metrics.visitors), limit)
         for name, rows in metrics.breakdowns().items()
     ]
     console.print(Columns(tables, padding=(0, 2)))

@@ -4,8 +4,8 @@ turn calls into records, and when to try again.
 ``init`` does no network I/O (unless it is asked to wait): the worker connects in the
 background, and the calls made meanwhile wait in the queue. Connecting means:
 authenticating, checking that the batch API is on, reading (or creating) the visitor-hash
-salt and reading the default site's rules. Only then can the pipeline hash visitors, so it
-is built here, from the salt.
+salt of now and reading the default site's rules. Only then is the pipeline handed to the
+worker.
 
 Failures are of two kinds (``classify``):
 
@@ -23,7 +23,7 @@ it is pure (``tests/delivery/test_connecting.py``). ``Connector`` does the I/O.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,7 +38,7 @@ from skopos._exceptions import (
 )
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._tracking.pipeline import Pipeline
-from skopos._tracking.salt import load_or_create_salt
+from skopos._tracking.salt import SaltBook
 from skopos._tracking.sites import SiteRegistry
 
 __all__ = [
@@ -125,7 +125,7 @@ def jitter() -> float:
 
 
 class Connector:
-    """Connects once: authenticate, batch API, salt, the default site; builds the pipeline.
+    """Connects once: authenticate, batch API, salt, the default site; hands out the pipeline.
 
     ``connect`` raises ``ConfigurationError`` (schema missing, unknown tracking id) or
     ``PocketBaseError`` (unreachable, wrong credentials, batch API off, ...), with a message
@@ -136,34 +136,48 @@ class Connector:
         self,
         client: PocketBaseClient,
         sites: SiteRegistry,
+        salts: SaltBook,
+        pipeline: Pipeline,
         *,
         pocketbase_url: str,
         site_id: str,
-        build_pipeline: Callable[[bytes], Pipeline],
+        collect_site_ids: tuple[str, ...] = (),
     ) -> None:
         self._client = client
         self._sites = sites
+        self._salts = salts
+        self._pipeline = pipeline
         self._url = pocketbase_url
         self._site_id = site_id
-        self._build_pipeline = build_pipeline
+        self._collect_site_ids = collect_site_ids
+        # The domains (with and without ``www.``) of the sites ``/collect`` serves: read
+        # here, so the request path never asks PocketBase.
+        self.origin_hosts: frozenset[str] | None = None
 
     def connect(self) -> Pipeline:
         """Check everything the worker needs of PocketBase; the pipeline, ready to use."""
         self._client.authenticate()
         self._client.batch_max_requests()  # PocketBaseBatchDisabled says "run skopos setup"
         try:
-            salt = load_or_create_salt(self._client)
+            self._salts.salt_for(time.time())
         except PocketBaseNotFound as exc:
             raise ConfigurationError(
                 f"PocketBase at {self._url} lacks the Skopos schema; run `skopos setup` first"
             ) from exc
         except RuntimeError as exc:  # the salt could not be created: try again later
             raise PocketBaseError(str(exc)) from exc
-        if self._sites.get(self._site_id, fresh=True) is None:
-            raise ConfigurationError(
-                f"no website with tracking id {self._site_id!r} in PocketBase at {self._url}"
-                " (create one in the dashboard or with `skopos setup --domain ...`)"
-            )
-        pipeline = self._build_pipeline(salt)
-        pipeline.warm_up()  # ~0.3 s once, here rather than on the first call
-        return pipeline
+        hosts: set[str] = set()
+        for tracking_id in (self._site_id, *self._collect_site_ids):
+            site = self._sites.get(tracking_id, fresh=True)
+            if site is None:
+                option = "site_id" if tracking_id == self._site_id else "collect_site_ids"
+                raise ConfigurationError(
+                    f"{option}: no website with tracking id {tracking_id!r} in PocketBase at"
+                    f" {self._url} (create one in the dashboard or with"
+                    " `skopos setup --domain ...`)"
+                )
+            if site.domain:
+                hosts.update((site.domain, "www." + site.domain))
+        self.origin_hosts = frozenset(hosts)
+        self._pipeline.warm_up()  # ~0.3 s once, here rather than on the first call
+        return self._pipeline

@@ -9,6 +9,10 @@ same transaction. By default groups aggregate only within a batch and go with it
 Held groups are bounded by count (``MAX_GROUPS``) and by bytes (``MAX_GROUP_BYTES``: a
 group holds a message, a stack trace and a URL of up to ~50 KB with 4-byte characters):
 either bound reached makes the aggregator ``full``, and the worker writes it at once.
+
+An occurrence of the official client script (``/collect``) may stand for several (its
+``count``) and carries breadcrumbs: the group adds its count and keeps the latest
+breadcrumbs (``{type, message, timestamp, data}``), as the dashboard's collector does.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import hashlib
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from skopos._delivery.writes import PendingWrite
 from skopos._pocketbase.client import BatchRequest
 from skopos._pocketbase.dates import pb_date
+from skopos._stats import CallParts
 from skopos._tracking.activity import Activity, JournalRef
 from skopos._tracking.identity import derive_record_id
 
@@ -65,9 +71,17 @@ class ErrorGroup:
     url: str
     session_id: str | None
     last_seen: float
-    count: int = 0  # occurrences, of which ``recovered`` came from another process's spool
-    recovered: int = 0
+    count: int = 0  # occurrences (``count+``), from the activities below
+    recovered: int = 0  # activities replayed from another process's spool
     refs: list[JournalRef] | None = field(default=None, repr=False)
+    acks: int = 0  # activities that are this process's tracking calls, one each
+    # Activities of calls that became several (a /collect errors message).
+    parts: list[CallParts] | None = field(default=None, repr=False)
+    # This process's activities that are not in the spool (all, without one): what a
+    # shutdown deadline leaves undelivered rather than spooled.
+    unjournaled: int = 0
+    unjournaled_parts: list[CallParts] | None = field(default=None, repr=False)
+    breadcrumbs: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     def writes(self) -> list[PendingWrite]:
         """Upsert the group's record, then add this interval's count (one key, so a
@@ -84,15 +98,18 @@ class ErrorGroup:
         }
         if self.session_id:
             body["session"] = self.session_id
+        if self.breadcrumbs is not None:
+            body["breadcrumbs"] = self.breadcrumbs
         count = BatchRequest.update("js_errors", record_id, {"count+": self.count})
         upsert = PendingWrite(
             BatchRequest.upsert("js_errors", body),
             "js_errors",
             record_id,
-            self.count - self.recovered,
+            self.acks,
             parent=True,
             recovered=self.recovered,
             refs=self.refs,
+            parts=self.parts,
         )
         return [upsert, PendingWrite(count, "js_errors", record_id)]
 
@@ -117,14 +134,28 @@ class ErrorAggregator:
             )
             self._groups[(site_record_id, key_hash)] = group
             self.bytes += _GROUP_OVERHEAD + _text_bytes(message, stack_trace, url)
-        group.count += 1
+        group.count += activity.occurrences
+        parts = activity.parts
         if activity.recovered:
             group.recovered += 1
+        elif parts is not None:
+            if group.parts is None:
+                group.parts = []
+            group.parts.append(parts)
+        else:
+            group.acks += 1
         if activity.spool_ref is not None:
             if group.refs is None:
                 group.refs = []
             group.refs.append(activity.spool_ref)
             self.bytes += _REF_BYTES
+        elif not activity.recovered:
+            if parts is None:
+                group.unjournaled += 1
+            else:
+                if group.unjournaled_parts is None:
+                    group.unjournaled_parts = []
+                group.unjournaled_parts.append(parts)
         if seen_at >= group.last_seen:
             before = _text_bytes(None, group.stack_trace, group.url)
             group.last_seen, group.url, group.session_id = (
@@ -134,6 +165,7 @@ class ErrorAggregator:
             )
             group.stack_trace = stack_trace or group.stack_trace
             self.bytes += _text_bytes(None, group.stack_trace, group.url) - before
+            group.breadcrumbs = activity.breadcrumbs or group.breadcrumbs
 
     @property
     def full(self) -> bool:

@@ -43,6 +43,7 @@ from skopos._pocketbase.client import BatchRequest, PocketBaseClient
 from skopos._pocketbase.dates import parse_pb_date, pb_date
 from skopos._pocketbase.filter import any_of, pb_filter
 from skopos._tracking.activity import Activity
+from skopos._tracking.campaigns import campaign
 from skopos._tracking.hosts import traffic_source
 from skopos._tracking.identity import derive_record_id
 
@@ -150,19 +151,21 @@ class Sessionizer:
     def resolve(self, activities: Sequence[Activity]) -> None:
         """Bulk-read unknown visitors and the live sessions needed to sessionize."""
         lookups = _Lookups()
-        visitors = {a.visitor_record_id for a in activities}
+        identified = [a for a in activities if not a.anonymous]
+        visitors = {v for a in identified for v in _visitor_ids(a)}
         unknown = [v for v in visitors if v not in self._known_visitors]
         lookups.existing_visitors = self._existing(unknown)
 
         # Visitors with an activity their cached session does not hold: another process may
         # have a session for it. The earliest such activity bounds the lookup.
         earliest: dict[str, float] = {}
-        for activity in activities:
-            visitor = activity.visitor_record_id
-            if activity.type == "identify" or self._holds(self._sessions.get(visitor), activity):
-                continue
-            if visitor in self._known_visitors or visitor in lookups.existing_visitors:
-                earliest[visitor] = min(earliest.get(visitor, activity.at), activity.at)
+        for activity in identified:
+            for visitor in _visitor_ids(activity):
+                cached = self._sessions.get(visitor)
+                if activity.type == "identify" or self._holds(cached, activity):
+                    continue
+                if visitor in self._known_visitors or visitor in lookups.existing_visitors:
+                    earliest[visitor] = min(earliest.get(visitor, activity.at), activity.at)
         if earliest:
             cutoff = min(earliest.values()) - self._timeout
             lookups.sessions = self._recent_sessions(list(earliest), cutoff)
@@ -225,11 +228,16 @@ class Sessionizer:
         events: list[PendingWrite] = []
         opened: dict[str, _Opened] = {}
         touched: dict[str, tuple[str, LiveSession]] = {}  # session id → (visitor, session)
+        anonymous: list[PendingWrite] = []
         new_visitors: set[str] = set()
 
         self.rejected = []
         for activity in activities:
             try:
+                if activity.anonymous:
+                    anonymous.extend(_anonymous_writes(activity))
+                    continue
+                self._continue_over_midnight(activity, lookups)
                 self._assign_one(
                     activity, lookups, visitors, identities, events, opened, touched, new_visitors
                 )
@@ -243,7 +251,19 @@ class Sessionizer:
             for vid, session in touched.values()
         ]
         # Touches last: ``updated`` is stamped after the session's events are created.
-        return [*visitors.values(), *identities, *creates, *events, *touches]
+        return [*visitors.values(), *identities, *creates, *events, *touches, *anonymous]
+
+    def _continue_over_midnight(self, activity: Activity, lookups: _Lookups) -> None:
+        """Daily ids: early in a day, an activity whose visitor (by yesterday's id) has a
+        session that holds it goes on in that session, under yesterday's visitor."""
+        previous = activity.previous_visitor_record_id
+        if previous is None or activity.previous_visitor_id is None:
+            return
+        looked_up = lookups.sessions.get(previous, ())
+        if self._session_holding(activity, self._sessions.get(previous), looked_up) is None:
+            return
+        activity.visitor_record_id = previous
+        activity.visitor_id = activity.previous_visitor_id
 
     def _assign_one(
         self,
@@ -328,30 +348,17 @@ def _create(opened: _Opened) -> PendingWrite:
     """Create a new session; if another writer created it first (first writer wins: its
     entry path and referrer stand), touch it instead."""
     live, first = opened.live, opened.first
-    client = first.client
     body: dict[str, Any] = {
+        **_session_fields(first),
         "id": live.id,
-        "website": first.site.record_id,
         "visitor": first.visitor_record_id,
-        "entryPath": first.path,
         "exitPath": live.exit_path,
         "firstActivity": pb_date(live.first_activity),
         "lastActivity": pb_date(live.last_activity),
-        "referrer": traffic_source(first.referrer, first.site.domain),
-        "browser": client.browser if client else "",
-        "os": client.os if client else "",
-        "device": client.device if client else "",
-        "screenWidth": str(first.screen_width) if first.screen_width is not None else "",
-        "screenHeight": str(first.screen_height) if first.screen_height is not None else "",
-        "language": first.language or "",
         "isNewVisitor": opened.new_visitor,
     }
     if first.ip_address:
         body["ipAddress"] = first.ip_address
-    if first.country:
-        body["country"] = first.country
-    if first.region:
-        body["state"] = first.region
     return PendingWrite(
         BatchRequest.create("sessions", body),
         "sessions",
@@ -359,6 +366,69 @@ def _create(opened: _Opened) -> PendingWrite:
         parent=True,
         if_exists=live.touch(),
     )
+
+
+def _session_fields(first: Activity) -> dict[str, Any]:
+    """What a session's first activity says about it: where it came from, on what."""
+    client = first.client
+    fields: dict[str, Any] = {
+        "website": first.site.record_id,
+        "entryPath": first.path,
+        "referrer": traffic_source(first.referrer, first.site.domain),
+        "browser": client.browser if client else "",
+        "os": client.os if client else "",
+        "device": client.device if client else "",
+        "screenWidth": str(first.screen_width) if first.screen_width is not None else "",
+        "screenHeight": str(first.screen_height) if first.screen_height is not None else "",
+        "language": first.language or "",
+        **campaign(first.url, first.referrer, first.site.domain).fields(),
+    }
+    if first.country:
+        fields["country"] = first.country
+    if first.region:
+        fields["state"] = first.region
+    # What the official client script reports (the 0.54 schema's fields); our own script
+    # does not send them.
+    for name, value in (
+        ("devicePixelRatio", first.device_pixel_ratio),
+        ("connectionType", first.connection_type),
+        ("scriptVersion", first.script_version),
+    ):
+        if value:
+            fields[name] = value
+    return fields
+
+
+def _visitor_ids(activity: Activity) -> tuple[str, ...]:
+    """The visitor record ids an activity may belong to (yesterday's too, early in a day)."""
+    previous = activity.previous_visitor_record_id
+    return (
+        (activity.visitor_record_id,)
+        if previous is None
+        else (activity.visitor_record_id, previous)
+    )
+
+
+def _anonymous_writes(activity: Activity) -> list[PendingWrite]:
+    """A privacy signal: the event in a session of its own, with no visitor and no IP."""
+    if activity.type not in ("pageView", "custom", "click"):
+        return []  # a JS error is counted in its group, linked to no session
+    session = derive_record_id("anonymous session", activity.record_id)
+    activity.session_id = session
+    body = {
+        **_session_fields(activity),
+        "id": session,
+        "visitor": "",
+        "exitPath": activity.path,
+        "firstActivity": pb_date(activity.at),
+        "lastActivity": pb_date(activity.at),
+        "isNewVisitor": False,
+    }
+    create = PendingWrite(
+        BatchRequest.create("sessions", body), "sessions", session, parent=True, if_exists=None
+    )
+    event = BatchRequest.create("events", _event_body(activity, session))
+    return [create, PendingWrite.for_activity(event, "events", session, activity)]
 
 
 def _visitor_body(activity: Activity) -> dict[str, Any]:

@@ -58,6 +58,16 @@ from typing import Any, NamedTuple
 
 from skopos._exceptions import ConfigurationError
 from skopos._tracking.activity import Activity, ActivityType, JournalRef
+from skopos._tracking.collect import (
+    MAX_BREADCRUMB_MESSAGE_CHARS,
+    MAX_BREADCRUMB_TYPE_CHARS,
+    MAX_BREADCRUMBS,
+    MAX_CLIENT_TIME_MS,
+    MAX_ERROR_COUNT,
+    MIN_CLIENT_TIME_MS,
+    SCRIPT_VERSION,
+    TOKEN,
+)
 from skopos._tracking.identity import derive_record_id
 from skopos._tracking.ip_rules import IpBlacklist, normalize_ip
 from skopos._tracking.payload import (
@@ -71,6 +81,7 @@ from skopos._tracking.payload import (
     validate_custom_data,
     validate_event_name,
 )
+from skopos._tracking.scrub import keep_allowed_query
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.user_agent import ClientInfo
 
@@ -154,8 +165,16 @@ _OPTIONAL = (
     ("ip", "ip_address", None),
     ("cc", "country", ""),
     ("rg", "region", ""),
+    ("an", "anonymous", False),
+    ("pv", "previous_visitor_id", None),
+    ("pvr", "previous_visitor_record_id", None),
     ("em", "error_message", None),
     ("st", "stack_trace", None),
+    ("dpr", "device_pixel_ratio", None),
+    ("cn", "connection_type", None),
+    ("sv", "script_version", None),
+    ("oc", "occurrences", 1),
+    ("bc", "breadcrumbs", None),
 )
 
 
@@ -175,8 +194,8 @@ def encode_activity(seq: int, activity: Activity) -> dict[str, Any]:
         value = getattr(activity, attribute)
         if value != default:
             record[key] = value
-    if activity.type != "jsError":
-        record.pop("u", None)  # only JS error records keep the page URL
+    if "u" in record:  # the pipeline scrubbed it; a journal never holds more than that
+        record["u"] = keep_allowed_query(record["u"])
     client = activity.client
     if client is not None:
         record["c"] = [client.browser, client.os, client.device]
@@ -205,6 +224,9 @@ _VISITOR_ID = re.compile(r"[0-9a-f]{32}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _TYPES: frozenset[str] = frozenset({"pageView", "custom", "click", "jsError", "identify"})
 _IDENTITY_FIELDS = {"userId": 255, "name": 255, "email": 255, "phone": 50}
+# A /collect device pixel ratio as ``collect_records`` writes it (at most 20, 3 decimals).
+_PIXEL_RATIO = re.compile(r"\d{1,2}(\.\d{1,3})?")
+_CRUMB_KEYS = frozenset({"type", "message", "timestamp", "data"})
 # Journaled times are the calls' own: never before 2000, never a day in the future.
 _EARLIEST = 946_684_800.0
 _FUTURE = 86_400.0
@@ -240,6 +262,38 @@ def _identity(data: object) -> dict[str, Any]:
     if not fields.get("userId"):
         raise _Invalid
     return fields
+
+
+def _pattern(value: object, pattern: re.Pattern[str]) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise _Invalid
+    return value
+
+
+def _breadcrumbs(value: object) -> list[dict[str, Any]] | None:
+    """A ``/collect`` error's breadcrumbs, checked as ``collect_records`` builds them."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_BREADCRUMBS:
+        raise _Invalid
+    for crumb in value:
+        if not isinstance(crumb, dict) or crumb.keys() != _CRUMB_KEYS:
+            raise _Invalid
+        _text(crumb["type"], MAX_BREADCRUMB_TYPE_CHARS, optional=False)
+        _text(crumb["message"], MAX_BREADCRUMB_MESSAGE_CHARS)
+        stamp = crumb["timestamp"]
+        if stamp is not None and (
+            type(stamp) is not int or not MIN_CLIENT_TIME_MS <= stamp <= MAX_CLIENT_TIME_MS
+        ):
+            raise _Invalid
+        data = crumb["data"]
+        if data is not None:
+            copied = validate_custom_data(data)
+            if copied is None or isinstance(copied, Rejection):
+                raise _Invalid
+    return value
 
 
 def _checked(record: dict[str, Any], sites: _SiteCache) -> Activity:
@@ -310,6 +364,28 @@ def _checked(record: dict[str, Any], sites: _SiteCache) -> Activity:
         raise _Invalid
     activity.country = country
     activity.region = _text(record.get("rg", ""), 16, optional=False)
+    anonymous = record.get("an", False)
+    if type(anonymous) is not bool:
+        raise _Invalid
+    activity.anonymous = anonymous
+    previous, previous_record = record.get("pv"), record.get("pvr")
+    if previous is not None or previous_record is not None:  # daily ids, over midnight
+        if not (
+            isinstance(previous, str)
+            and _VISITOR_ID.fullmatch(previous)
+            and previous_record == derive_record_id("visitor", site_record_id, previous)
+        ):
+            raise _Invalid
+        activity.previous_visitor_id = previous
+        activity.previous_visitor_record_id = previous_record
+    activity.device_pixel_ratio = _pattern(record.get("dpr"), _PIXEL_RATIO)
+    activity.connection_type = _pattern(record.get("cn"), TOKEN)
+    activity.script_version = _pattern(record.get("sv"), SCRIPT_VERSION)
+    occurrences = record.get("oc", 1)
+    if type(occurrences) is not int or not 1 <= occurrences <= MAX_ERROR_COUNT:
+        raise _Invalid
+    activity.occurrences = occurrences
+    activity.breadcrumbs = _breadcrumbs(record.get("bc"))
     message = _text(record.get("em"), MAX_ERROR_MESSAGE_CHARS)
     trace = _text(record.get("st"), MAX_STACK_TRACE_CHARS)
     activity.error_message = clean_text(message, keep_lines=True) if message else message

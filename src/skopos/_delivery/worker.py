@@ -14,6 +14,11 @@ With a spool (``spool_dir``), prepared activities go to the journal first and th
 reads them back from it: memory holds a bounded read-ahead, the queue keeps draining to disk
 while PocketBase is away, what is left at the shutdown deadline stays on disk, and segments
 that dead processes left behind are replayed (``spool.py``).
+
+A ``/collect`` call may become several activities; they share a ``CallParts``, through which
+the ledger acknowledges the call once, when the last of them is written or dropped. The
+journal keeps activities only: the worker remembers the ``CallParts`` of its own journaled
+activities by journal ref until it reads them back.
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ from skopos._delivery.writer_thread import WriterThread
 from skopos._delivery.writes import PendingWrite
 from skopos._exceptions import PocketBaseError
 from skopos._queue import TAKE_AT_ONCE, WorkQueue
-from skopos._stats import DropReason, InternalErrors, Ledger
-from skopos._tracking.activity import Activity, TrackCall
-from skopos._tracking.pipeline import Pipeline
+from skopos._stats import CallParts, DropReason, InternalErrors, Ledger, invalid
+from skopos._tracking.activity import Activity, JournalRef, TrackCall
+from skopos._tracking.pipeline import Expanded, Pipeline
 from skopos._tracking.sites import SiteRegistry
 
 __all__ = ["Worker"]
@@ -90,13 +95,14 @@ class Worker:
         self._options = options
         self._policy = Policy.of(options)
         self._clock = clock
-        self._flush = threading.Event()
         self._spool = spool
         self._read_ahead = max(TAKE_AT_ONCE, options.max_batch_size)
         self._orphans_due = 0.0
         self._backoff = Backoff()  # for failed reads (site rules, session lookups)
         self._held: list[TrackCall] = []
         self._activities: list[Activity] = []
+        # The CallParts of this process's journaled activities, until they are read back.
+        self._parts_by_ref: dict[JournalRef, CallParts] = {}
         self._oldest_activity = 0.0
         self._last_call = float("-inf")
         self._errors = ErrorAggregator()
@@ -131,8 +137,8 @@ class Worker:
         self._thread.start()
 
     def request_flush(self) -> None:
-        """Write everything held now, without waiting for intervals."""
-        self._flush.set()
+        """Write everything held now, without waiting for intervals (the ledger holds the
+        request's number: ``Ledger.request_flush`` comes first)."""
         self._queue.wake()
 
     def stop(self, timeout: float) -> None:
@@ -180,6 +186,14 @@ class Worker:
             errors_due=self._errors_due,
             errors_full=self._errors.full,
         )
+
+    def _flush_state(self) -> tuple[int, bool, bool]:
+        """The latest flush requested, whether a stop is, and whether this round must write
+        everything: a flush not completed yet, or a stop. (Numbers, not a flag the worker
+        clears: a flag cleared as a new request sets it loses that request.)"""
+        generation = self._ledger.flush_requested
+        stopping = self._stopping.requested
+        return generation, stopping, stopping or generation > self._ledger.flush_completed
 
     # -- connecting -------------------------------------------------------------------
 
@@ -265,20 +279,17 @@ class Worker:
         """One round: wait for calls, prepare them, write what is due; True when done."""
         if self._pipeline is None:
             return self._connecting_step()
-        generation = self._ledger.flush_requested  # read first: served by this round
-        stopping = self._stopping.requested
-        flushing = stopping or self._flush.is_set()
+        _, _, flushing = self._flush_state()
         take = plan_take(self._policy, self._situation(flushing=flushing))
         if take.wait_for_writer:
             self._writes.wait_ready(take.timeout)  # the queue holds new calls meanwhile
             calls = self._held
         else:
             calls = self._held + self._queue.take(take.limit, take.timeout, wake_at=take.wake_at)
-        if not flushing and (self._flush.is_set() or self._stopping.requested):
-            # The flush or stop that ended the wait is served by this round.
-            generation = self._ledger.flush_requested
-            stopping = self._stopping.requested
-            flushing = True
+        # A flush or stop requested before now, the one that ended the wait included, is
+        # served by this round: whether the round ends idle is judged after this, so every
+        # call accepted before the request is in ``calls``, still queued, or written.
+        generation, stopping, flushing = self._flush_state()
         self._held = []
         if calls:
             self._last_call = self._clock()
@@ -307,9 +318,6 @@ class Worker:
                 # The writer gave up at the deadline and left its batch in the spool.
                 self._give_up()
             return True
-        if idle and flushing and self._ledger.flush_requested == generation:
-            # A flush requested while this round ran is left set for the next round.
-            self._flush.clear()
         if self._stopping.deadline_passed():
             self._give_up()
             return True
@@ -328,6 +336,15 @@ class Worker:
         pipeline = self._pipeline
         assert pipeline is not None  # only called once connected
         for index, call in enumerate(calls):
+            if (
+                call.kind == "collect"
+                and self._spool is None
+                and len(self._activities) + len(prepared) >= self._read_ahead
+            ):
+                # A /collect call may become up to 100 activities: memory is full, the rest
+                # waits (as calls, in order) until the writer takes a batch.
+                self._held = calls[index:]
+                return
             try:
                 result = pipeline.prepare(call)
             except PocketBaseError as exc:
@@ -343,11 +360,42 @@ class Worker:
                 self._ledger.ack_dropped(DropReason.INTERNAL_ERROR)
                 self._errors_seen.keep(exc)
                 continue
-            if isinstance(result, str):
-                self._ledger.ack_dropped(result)
-                logger.debug("skopos: dropped a %s call: %s", call.kind, result)
-                continue
-            prepared.append(result)
+            outcome = self._expanded(result) if isinstance(result, Expanded) else result
+            if isinstance(outcome, str):
+                self._ledger.ack_dropped(outcome)
+                logger.debug("skopos: dropped a %s call: %s", call.kind, outcome)
+            elif isinstance(outcome, list):
+                prepared.extend(outcome)
+            else:
+                prepared.append(outcome)
+
+    def _expanded(self, result: Expanded) -> list[Activity] | str:
+        """The activities of a call that became several, sharing a ``CallParts`` (one
+        alone is an ordinary activity); the drop reason when nothing of it is left."""
+        if result.left_out:
+            self._ledger.count_dropped_items(result.left_out)
+        activities = result.activities
+        if not activities:
+            return result.left_out[0] if result.left_out else invalid("empty_batch")
+        if len(activities) > 1:
+            parts = self._ledger.open_parts(len(activities))
+            for activity in activities:
+                activity.parts = parts
+        return activities
+
+    def _ack_dropped(self, activities: list[Activity], reason: DropReason) -> int:
+        """``activities`` of this process will not be written, because of ``reason``;
+        returns the calls this acknowledged."""
+        plain = 0
+        parts: list[CallParts] = []
+        for activity in activities:
+            if activity.parts is not None:
+                parts.append(activity.parts)
+            elif not activity.recovered:
+                plain += 1
+        if plain:
+            self._ledger.ack_dropped(reason, plain)
+        return plain + (self._ledger.ack_parts(parts, reason) if parts else 0)
 
     def _keep(self, activities: list[Activity]) -> None:
         """Journal ``activities`` (with a spool) or hold them in memory."""
@@ -360,8 +408,11 @@ class Worker:
                 logger.error("skopos: cannot write to spool_dir (%s); holding calls in memory", exc)
                 self._ledger.note_error(f"spool: {exc}", retried=False)
             else:
+                for activity in activities:
+                    if activity.parts is not None and activity.spool_ref is not None:
+                        self._parts_by_ref[activity.spool_ref] = activity.parts
                 if refused.full:
-                    self._ledger.ack_dropped(DropReason.SPOOL_FULL, len(refused.full))
+                    self._ack_dropped(refused.full, DropReason.SPOOL_FULL)
                 if not refused.unencodable:
                     return
                 activities = refused.unencodable  # not durable, but delivered
@@ -376,6 +427,10 @@ class Worker:
         room = self._room()
         if room > 0 and spool.backlog:
             activities = spool.read_back(room)
+            if self._parts_by_ref:
+                for activity in activities:
+                    if not activity.recovered and activity.spool_ref is not None:
+                        activity.parts = self._parts_by_ref.pop(activity.spool_ref, None)
             if activities and not self._activities:
                 self._oldest_activity = self._clock()
             self._activities.extend(activities)
@@ -504,22 +559,31 @@ class Worker:
         if self._spool is not None and self._pipeline is not None:
             self._prepare(left, wait_on_error=False)  # to the journal
             left, self._held = self._held, []
+        undelivered = DropReason.UNDELIVERED_AT_SHUTDOWN
         count = len(left)
-        for activity in self._activities:
-            count += activity.spool_ref is None
+        acknowledged = self._ack_dropped(
+            [activity for activity in self._activities if activity.spool_ref is None], undelivered
+        )
         for group in self._errors.take():
-            count += group.count - len(group.refs or ())
+            count += group.unjournaled
+            if group.unjournaled_parts:
+                acknowledged += self._ledger.ack_parts(group.unjournaled_parts, undelivered)
         self._activities = []
         if self._spool is not None:
-            spooled = self._spool.own_outstanding
+            activities = self._spool.own_outstanding
+            self._parts_by_ref.clear()
             self._close_spool()
-            if spooled:
+            if activities:
+                spooled = self._ledger.ack_spooled_activities(activities)
                 logger.warning(
                     "skopos: shutdown deadline passed; %d tracking calls kept in spool_dir"
                     " for the next start",
                     spooled,
                 )
-                self._ledger.ack_spooled(spooled)
         if count:
-            logger.warning("skopos: shutdown deadline passed; %d tracking calls undelivered", count)
-            self._ledger.ack_dropped(DropReason.UNDELIVERED_AT_SHUTDOWN, count)
+            self._ledger.ack_dropped(undelivered, count)
+        if count + acknowledged:
+            logger.warning(
+                "skopos: shutdown deadline passed; %d tracking calls undelivered",
+                count + acknowledged,
+            )

@@ -32,7 +32,7 @@ from skopos._exceptions import (
     PocketBaseValidationError,
 )
 from skopos._pocketbase.client import BatchRequest, PocketBaseClient
-from skopos._stats import DropReason, Ledger
+from skopos._stats import CallParts, DropReason, Ledger
 from skopos._tracking.activity import JournalRef
 from skopos._tracking.identity import random_record_id
 
@@ -290,6 +290,9 @@ class BatchWriter:
             self._spool.acknowledge(_refs(writes))
         if acks:
             self._ledger.ack_written(acks)
+        parts = _parts(writes)
+        if parts:
+            self._ledger.ack_parts(parts)
         if recovered:
             self._ledger.count_recovered("written", recovered)
 
@@ -301,6 +304,9 @@ class BatchWriter:
         acks = sum(write.acks for write in writes)
         if acks:
             self._ledger.ack_dropped(reason, acks)
+        parts = _parts(writes)
+        if parts:
+            self._ledger.ack_parts(parts, reason)
         recovered = sum(write.recovered for write in writes)
         if recovered:
             self._ledger.count_recovered(reason, recovered)
@@ -308,3 +314,7 @@ class BatchWriter:
 
 def _refs(writes: Sequence[PendingWrite]) -> list[JournalRef]:
     return [ref for write in writes if write.refs for ref in write.refs]
+
+
+def _parts(writes: Sequence[PendingWrite]) -> list[CallParts]:
+    return [part for write in writes if write.parts for part in write.parts]

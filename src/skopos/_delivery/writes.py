@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from skopos._pocketbase.client import BatchRequest
+from skopos._stats import CallParts
 from skopos._tracking.activity import Activity, JournalRef
 
 __all__ = ["PendingWrite"]
@@ -32,20 +33,24 @@ class PendingWrite:
     if_exists: BatchRequest | None = None
     recovered: int = 0  # calls replayed from another process's spool
     refs: list[JournalRef] | None = None  # the spool entries of all of them, when spooling
+    # Activities of calls that became several (a /collect message): one settled per entry.
+    parts: list[CallParts] | None = None
 
     @classmethod
     def for_activity(
         cls, request: BatchRequest, collection: str, key: str, activity: Activity
     ) -> PendingWrite:
-        """The write that acknowledges ``activity``'s tracking call."""
+        """The write that acknowledges ``activity``'s tracking call (or its part of one)."""
         ref = activity.spool_ref
+        parts = activity.parts
         return cls(
             request,
             collection,
             key,
-            0 if activity.recovered else 1,
+            0 if activity.recovered or parts is not None else 1,
             recovered=1 if activity.recovered else 0,
             refs=None if ref is None else [ref],
+            parts=None if parts is None else [parts],
         )
 
     def replaced_by(self, request: BatchRequest) -> PendingWrite:
@@ -58,4 +63,5 @@ class PendingWrite:
             self.parent,
             recovered=self.recovered,
             refs=self.refs,
+            parts=self.parts,
         )

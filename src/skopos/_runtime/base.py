@@ -67,8 +67,19 @@ class Runtime(Protocol):
         ...
 
     @property
+    def anonymous_calls(self) -> int:
+        """Calls counted without identification because of a privacy signal."""
+        ...
+
+    @property
     def realtime_connected(self) -> bool:
         """Whether site rules follow PocketBase live."""
+        ...
+
+    @property
+    def collect_origin_hosts(self) -> frozenset[str] | None:
+        """The domains (with and without ``www.``) of the sites ``/collect`` serves, once
+        connected; None before."""
         ...
 
     @property
@@ -78,7 +89,8 @@ class Runtime(Protocol):
 
     def connect(self) -> None:
         """Connect to PocketBase now, from the calling thread, before ``start``
-        (``init(wait=True)``); raises ``ConfigurationError`` or ``PocketBaseError``."""
+        (``init(wait=True)``); raises ``ConfigurationError`` or ``PocketBaseError``, having
+        released what was built."""
         ...
 
     def start(self) -> None:
@@ -88,10 +100,6 @@ class Runtime(Protocol):
 
     def stop(self, timeout: float) -> None:
         """Write what can be written within ``timeout`` s, then stop and close everything."""
-        ...
-
-    def close(self) -> None:
-        """Release what was built, when ``start`` never ran (a failed ``connect``)."""
         ...
 
     def for_child(self) -> Runtime:

@@ -23,7 +23,7 @@ from typing import Any
 from skopos._config import SkoposOptions
 from skopos._exceptions import ConfigurationError, PocketBaseError
 from skopos._runtime import wire
-from skopos._runtime.thread import ThreadRuntime, new_client
+from skopos._runtime.thread import ThreadRuntime
 from skopos._tracking.activity import call_size
 
 logger = logging.getLogger("skopos")
@@ -51,11 +51,12 @@ class _Reporter:
 
     def _current(self) -> dict[str, Any]:
         runtime = self._runtime
-        ledger = runtime.ledger
+        ledger, hosts = runtime.ledger, runtime.collect_origin_hosts
         return {
             "acknowledged": ledger.acknowledged,
             "written": ledger.written,
             "dropped": dict(ledger.dropped),
+            "dropped_items": dict(ledger.dropped_items),
             "records": dict(ledger.records),
             "retries": ledger.retries,
             "spooled": ledger.spooled,
@@ -63,7 +64,9 @@ class _Reporter:
             "recovered_expected": ledger.recovered_expected,
             "flush_completed": ledger.flush_completed,
             "spoofed": runtime.spoof_attempts,
+            "anonymous": runtime.anonymous_calls,
             "connected": ledger.connected,
+            "origin_hosts": None if hosts is None else sorted(hosts),
             "last_error": ledger.last_error,
             "last_error_at": ledger.last_error_at,
             "realtime": runtime.sites.realtime_connected,
@@ -106,13 +109,9 @@ class _Reporter:
 
 
 def _start(options: SkoposOptions, *, wait: bool) -> ThreadRuntime:
-    runtime = ThreadRuntime(options, new_client(options))
+    runtime = ThreadRuntime.open(options)
     if wait:
-        try:
-            runtime.connect()
-        except BaseException:
-            runtime.close()
-            raise
+        runtime.connect()
     runtime.start()
     return runtime
 

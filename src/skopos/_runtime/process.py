@@ -142,7 +142,9 @@ class ProcessWorker:
         self._lock = threading.Lock()
         self._unsent: list[TrackCall] = []  # taken from the queue, not shipped (child died)
         self.spoof_attempts = 0
+        self.anonymous_calls = 0
         self.realtime_connected = False
+        self.collect_origin_hosts: frozenset[str] | None = None
         # Read on every tracking call: a flag, where ``alive`` would look at the thread.
         self.running = False
 
@@ -353,7 +355,10 @@ class ProcessWorker:
         child.acknowledged += delta.get("acknowledged", 0)
         child.depth = delta.get("depth", 0)
         self.spoof_attempts += delta.get("spoofed", 0)
+        self.anonymous_calls += delta.get("anonymous", 0)
         self.realtime_connected = bool(delta.get("realtime"))
+        if delta.get("origin_hosts") is not None:
+            self.collect_origin_hosts = frozenset(delta["origin_hosts"])
         if delta.get("internal_error"):  # the child noted it in its ledger already
             self._errors.keep(RuntimeError(f"in the worker process: {delta['internal_error']}"))
         self._ledger.merge(delta)
@@ -378,9 +383,19 @@ class ProcessRuntime:
         return self.worker.spoof_attempts
 
     @property
+    def anonymous_calls(self) -> int:
+        """Calls counted without identification (counted in the child)."""
+        return self.worker.anonymous_calls
+
+    @property
     def realtime_connected(self) -> bool:
         """Whether the child follows site rules live."""
         return self.worker.realtime_connected
+
+    @property
+    def collect_origin_hosts(self) -> frozenset[str] | None:
+        """The domains of the sites ``/collect`` serves, as the child read them."""
+        return self.worker.collect_origin_hosts
 
     @property
     def queue_depth(self) -> int:
@@ -399,12 +414,11 @@ class ProcessRuntime:
         """Write what can be written within ``timeout``, then end the child."""
         self.worker.stop(timeout)
 
-    def close(self) -> None:
-        """Nothing to release before ``start`` (a failed ``connect`` ended its child)."""
-
     def for_child(self) -> ProcessRuntime:
         """A fresh runtime for a forked host process: its own worker process, started on
         first use. The parent's pipes are closed here without touching the parent's child."""
         keep_inherited(self)
         self.worker.abandon()
-        return ProcessRuntime(self.options)
+        child = ProcessRuntime(self.options)
+        child.worker.collect_origin_hosts = self.worker.collect_origin_hosts
+        return child

@@ -26,8 +26,11 @@ from skopos._stats import InternalErrors, Ledger
 from skopos._tracking.activity import TrackCall
 from skopos._tracking.client_ip import TrustedProxies
 from skopos._tracking.geo import GeoLocator, open_database
+from skopos._tracking.hooks import BeforeSendHook, load_hook
 from skopos._tracking.identity import VisitorHasher
-from skopos._tracking.pipeline import Pipeline
+from skopos._tracking.pipeline import Pipeline, PrivacySignals
+from skopos._tracking.salt import SaltBook
+from skopos._tracking.scrub import Scrubber
 from skopos._tracking.site_rules import SiteRules
 from skopos._tracking.sites import SiteRegistry
 
@@ -47,22 +50,23 @@ def new_client(options: SkoposOptions) -> PocketBaseClient:
 class ThreadRuntime:
     """One process's machinery for one ``SkoposSDK``, with the worker on a thread.
 
-    ``salt`` is given when it is known already (a forked child of a connected process):
-    the worker then starts connected.
+    ``connected`` when PocketBase is known to be ready (a forked child of a connected
+    process): the worker then starts connected.
     """
 
     def __init__(
         self,
         options: SkoposOptions,
         client: PocketBaseClient,
-        salt: bytes | None = None,
+        salts: SaltBook,
         *,
+        connected: bool = False,
         known_sites: dict[str, SiteRules] | None = None,
     ) -> None:
         self.pid = os.getpid()
         self.options = options
+        self.salts = salts
         self.client = client
-        self.salt: bytes | None = None  # known once connected
         self.ledger = Ledger()
         self.internal_errors = InternalErrors(self.ledger, strict=options.strict)
         self.queue: WorkQueue[TrackCall] = WorkQueue(
@@ -73,8 +77,25 @@ class ThreadRuntime:
         )
         if known_sites:
             self.sites.remember(known_sites)
-        self._geo_database = (
-            open_database(options.geoip_database) if options.geoip_database else None
+        database = open_database(options.geoip_database) if options.geoip_database else None
+        # Built without I/O (the salt book reads salts when first needed); the worker uses
+        # it once connected.
+        self._pipeline = Pipeline(
+            self.sites,
+            VisitorHasher(salts),
+            trusted_proxies=TrustedProxies(options.trusted_proxies),
+            client_ip_header=options.client_ip_header,
+            geo=GeoLocator(countries=options.country_lookup, database=database),
+            scrubber=Scrubber(paths=options.scrub_paths, ids=options.scrub_ids),
+            privacy=PrivacySignals(
+                options.respect_privacy_signals,
+                options.respect_dnt,
+                options.privacy_signal_action,
+            ),
+            before_send=(
+                BeforeSendHook(load_hook(options.before_send)) if options.before_send else None
+            ),
+            collect_sites=(options.site_id, *options.collect_site_ids),
         )
         self.sessionizer = Sessionizer(client, session_timeout=options.session_timeout)
         self.spool = (
@@ -90,12 +111,14 @@ class ThreadRuntime:
             stopping=stopping,
             spool=self.spool,
         )
-        connector = Connector(
+        self._connector = connector = Connector(
             client,
             self.sites,
+            salts,
+            self._pipeline,
             pocketbase_url=options.pocketbase_url,
             site_id=options.site_id,
-            build_pipeline=self._pipeline,
+            collect_site_ids=options.collect_site_ids,
         )
         self.worker = Worker(
             queue=self.queue,
@@ -109,21 +132,16 @@ class ThreadRuntime:
             errors=self.internal_errors,
             options=options,
             spool=self.spool,
-            pipeline=self._pipeline(salt) if salt is not None else None,
+            pipeline=self._pipeline if connected else None,
         )
-        if salt is not None:
+        if connected:
             self.ledger.connected = True
 
-    def _pipeline(self, salt: bytes) -> Pipeline:
-        """The pipeline, once the salt is known."""
-        self.salt = salt
-        return Pipeline(
-            self.sites,
-            VisitorHasher(salt),
-            trusted_proxies=TrustedProxies(self.options.trusted_proxies),
-            client_ip_header=self.options.client_ip_header,
-            geo=GeoLocator(countries=self.options.country_lookup, database=self._geo_database),
-        )
+    @classmethod
+    def open(cls, options: SkoposOptions) -> ThreadRuntime:
+        """A runtime with a client and a salt book of its own (no I/O)."""
+        client = new_client(options)
+        return cls(options, client, SaltBook.of(client, options))
 
     @property
     def pipeline(self) -> Pipeline | None:
@@ -133,8 +151,17 @@ class ThreadRuntime:
     @property
     def spoof_attempts(self) -> int:
         """Forged forwarding headers seen."""
-        pipeline = self.worker.pipeline
-        return pipeline.spoof_attempts if pipeline is not None else 0
+        return self._pipeline.spoof_attempts
+
+    @property
+    def anonymous_calls(self) -> int:
+        """Calls counted without identification (privacy signals)."""
+        return self._pipeline.anonymous_calls
+
+    @property
+    def collect_origin_hosts(self) -> frozenset[str] | None:
+        """The domains of the sites ``/collect`` serves, once connected."""
+        return self._connector.origin_hosts
 
     @property
     def realtime_connected(self) -> bool:
@@ -147,8 +174,12 @@ class ThreadRuntime:
         return len(self.queue)
 
     def connect(self) -> None:
-        """Connect now, from the calling thread; raises what prevents it."""
-        self.worker.connect_now()
+        """Connect now, from the calling thread; raises what prevents it (and closes)."""
+        try:
+            self.worker.connect_now()
+        except BaseException:
+            self.client.close()  # never started: nothing else to release
+            raise
 
     def start(self) -> None:
         """Start (or restart) the background threads; idempotent."""
@@ -161,18 +192,18 @@ class ThreadRuntime:
         self.sites.stop()
         self.client.close()
 
-    def close(self) -> None:
-        """Release what was built, when it never started (a failed ``init(wait=True)``)."""
-        self.client.close()
-
     def for_child(self) -> ThreadRuntime:
         """A fresh runtime for a forked child (called in the child, single-threaded)."""
         keep_inherited(self)
         if self.spool is not None:
             self.spool.abandon()  # the parent's segments stay the parent's
-        return ThreadRuntime(
+        client = new_client(self.options)
+        child = ThreadRuntime(
             self.options,
-            new_client(self.options),
-            self.salt,  # a connected parent's child starts connected
+            client,
+            self.salts.with_client(client),
+            connected=self.worker.pipeline is not None,  # a connected parent's child is
             known_sites=self.sites.snapshot_unlocked(),
         )
+        child._connector.origin_hosts = self._connector.origin_hosts
+        return child

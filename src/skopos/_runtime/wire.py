@@ -25,6 +25,7 @@ from typing import Any
 
 from skopos._stats import invalid
 from skopos._tracking.activity import TrackCall
+from skopos._tracking.collect import CollectRejection, decode_collect
 from skopos._tracking.payload import (
     Rejection,
     validate_custom_data,
@@ -226,6 +227,11 @@ def _plain(call: TrackCall, wire: tuple[object, ...]) -> tuple[object, ...]:
         checked = validate_payload(payload)
         if isinstance(checked, Rejection):
             return ("drop", invalid(checked.reason))
+        payload = json.dumps(payload, default=repr)  # unknown fields only, which are ignored
+    elif call.kind == "collect":
+        decoded = decode_collect(payload)
+        if isinstance(decoded, CollectRejection):
+            return ("drop", invalid(decoded.reason))
         payload = json.dumps(payload, default=repr)  # unknown fields only, which are ignored
     else:
         if call.kind == "server":

@@ -111,9 +111,9 @@ MAX_PHONE_CHARS = 50  # visitors.phone
 
 _T = TypeVar("_T")
 _CLIENT_ID = re.compile(rf"[A-Za-z0-9._:~-]{{1,{MAX_CLIENT_ID_CHARS}}}")
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,32}")  # connection type, exit reason
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,32}")  # connection type, exit reason
 _TIME_ZONE = re.compile(r"[A-Za-z0-9_+/-]{1,64}")
-_SCRIPT_VERSION = re.compile(r"[A-Za-z0-9.+_-]{1,32}")
+SCRIPT_VERSION = re.compile(r"[A-Za-z0-9.+_-]{1,32}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}")
 _EXCERPT_CHARS = 24
 # Any absolute http(s) URL: only the path that parse_http_url derives from it is used.
@@ -216,11 +216,11 @@ def _message(raw: Mapping[object, object]) -> CollectMessage:
         viewport_width=clean_screen_dimension(raw.get("vw")),
         viewport_height=clean_screen_dimension(raw.get("vh")),
         device_pixel_ratio=_device_pixel_ratio(raw.get("dpr")),
-        connection_type=_token(raw.get("cn"), _TOKEN),
+        connection_type=_token(raw.get("cn"), TOKEN),
         language=clean_language(raw.get("lang")),
         time_zone=_token(raw.get("tz"), _TIME_ZONE),
         client_time=_client_time(raw.get("ts")),
-        script_version=_token(raw.get("sv"), _SCRIPT_VERSION),
+        script_version=_token(raw.get("sv"), SCRIPT_VERSION),
     )
 
 
@@ -382,7 +382,7 @@ def _exit(raw: Mapping[object, object], page_path: str) -> CollectExit:
             "bad_duration", f"dur must be a number of seconds, got {_excerpt(raw.get('dur'))}"
         )
     return CollectExit(
-        duration=min(round(duration), MAX_EXIT_SECONDS), reason=_token(raw.get("reason"), _TOKEN)
+        duration=min(round(duration), MAX_EXIT_SECONDS), reason=_token(raw.get("reason"), TOKEN)
     )
 
 

@@ -16,8 +16,9 @@ import hashlib
 import hmac
 import os
 import random
+from typing import Protocol
 
-__all__ = ["VisitorHasher", "derive_record_id", "random_record_id"]
+__all__ = ["FixedSalt", "SaltSource", "VisitorHasher", "derive_record_id", "random_record_id"]
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _RECORD_ID_LENGTH = 15  # PocketBase ids: 15 characters of [a-z0-9]
@@ -86,15 +87,70 @@ def random_record_id() -> str:
     return _id_random.record_id()
 
 
-class VisitorHasher:
-    """Computes visitor ids with the shared salt."""
+class SaltSource(Protocol):
+    """Where the visitor hash's salt for a moment comes from (``salt.SaltBook``)."""
+
+    @property
+    def daily(self) -> bool:
+        """Whether ids change every UTC day."""
+        ...
+
+    def salt_for(self, at: float) -> bytes:
+        """The salt for an activity at epoch time ``at``."""
+        ...
+
+    def in_grace(self, at: float) -> bool:
+        """Whether yesterday's sessions may still go on at ``at`` (daily salts)."""
+        ...
+
+
+class FixedSalt:
+    """One salt for all time (tests, tools)."""
+
+    daily = False
 
     def __init__(self, salt: bytes) -> None:
         self._salt = salt
 
-    def visitor_id(self, site_record_id: str, client_ip: str, user_agent: str) -> str:
-        """32 hex characters; equal inputs give equal ids in every process."""
+    def salt_for(self, at: float) -> bytes:
+        """The salt."""
+        return self._salt
+
+    def in_grace(self, at: float) -> bool:
+        """Never: there is no other day."""
+        return False
+
+
+class VisitorHasher:
+    """Computes visitor ids with the shared salt (one, or the day's).
+
+    >>> hasher = VisitorHasher(b"salt")
+    >>> len(hasher.visitor_id("site", "203.0.113.9", "Mozilla/5.0"))
+    32
+    """
+
+    def __init__(self, salt: bytes | SaltSource) -> None:
+        self._salts: SaltSource = FixedSalt(salt) if isinstance(salt, bytes) else salt
+
+    def visitor_id(
+        self, site_record_id: str, client_ip: str, user_agent: str, at: float = 0.0
+    ) -> str:
+        """32 hex characters; equal inputs (and day) give equal ids in every process."""
+        return self._hash(self._salts.salt_for(at), site_record_id, client_ip, user_agent)
+
+    def previous_day_id(
+        self, site_record_id: str, client_ip: str, user_agent: str, at: float
+    ) -> str | None:
+        """With daily salts, early in a day: the id the same visitor had yesterday, whose
+        session may go on over midnight; None otherwise."""
+        if not self._salts.in_grace(at):
+            return None
+        salt = self._salts.salt_for(at - 86400.0)
+        return self._hash(salt, site_record_id, client_ip, user_agent)
+
+    @staticmethod
+    def _hash(salt: bytes, site_record_id: str, client_ip: str, user_agent: str) -> str:
         message = f"{site_record_id}\x1f{client_ip}\x1f{user_agent}".encode(
             "utf-8", "surrogatepass"
         )
-        return hmac.new(self._salt, message, hashlib.sha256).hexdigest()[:32]
+        return hmac.new(salt, message, hashlib.sha256).hexdigest()[:32]

@@ -160,6 +160,7 @@ class ValidPayload:
     custom_data: dict[str, JsonValue] | None = None
     error_message: str | None = None
     stack_trace: str | None = None
+    device_model: str | None = None  # clientHints.model: skopos.js, when the site opts in
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,6 +477,7 @@ def _validate(raw: Mapping[object, object]) -> ValidPayload:
         custom_data=_custom_data(raw.get("customData")),
         error_message=error_message,
         stack_trace=stack_trace,
+        device_model=_device_model(raw.get("clientHints")),
     )
 
 
@@ -590,6 +592,15 @@ def _screen_dimension(value: object) -> int | None:
     else:
         return None
     return min(max(number, 0), MAX_SCREEN_PIXELS)
+
+
+def _device_model(hints: object) -> str | None:
+    """``clientHints.model`` (a device model, ``navigator.userAgentData``), or None."""
+    model = hints.get("model") if isinstance(hints, Mapping) else None
+    if not isinstance(model, str):
+        return None
+    text = _clean_text(model[:64], keep_lines=False).strip()
+    return text or None
 
 
 def _language(value: object) -> str | None:

@@ -75,6 +75,11 @@ _HEADERS = {
     b"accept-language": "accept_language",
     b"sec-fetch-mode": "sec_fetch_mode",
     b"sec-ch-ua": "sec_ch_ua",
+    b"sec-ch-ua-mobile": "sec_ch_ua_mobile",
+    b"sec-ch-ua-platform": "sec_ch_ua_platform",
+    b"sec-ch-ua-model": "sec_ch_ua_model",
+    b"sec-gpc": "sec_gpc",
+    b"dnt": "dnt",
     b"cf-ipcountry": "cf_ipcountry",
     **{name.encode(): attribute for name, attribute in _FORWARDING},
 }
@@ -90,11 +95,16 @@ class RequestSnapshot:
         "accept_language",
         "cf_connecting_ip",
         "cf_ipcountry",
+        "dnt",
         "forwarded",
         "path",
         "peer",
         "sec_ch_ua",
+        "sec_ch_ua_mobile",
+        "sec_ch_ua_model",
+        "sec_ch_ua_platform",
         "sec_fetch_mode",
+        "sec_gpc",
         "user_agent",
         "x_forwarded_for",
         "x_real_ip",
@@ -107,6 +117,11 @@ class RequestSnapshot:
         self.accept_language: str | None = None
         self.sec_fetch_mode: str | None = None
         self.sec_ch_ua: str | None = None
+        self.sec_ch_ua_mobile: str | None = None
+        self.sec_ch_ua_platform: str | None = None
+        self.sec_ch_ua_model: str | None = None
+        self.sec_gpc: str | None = None  # "1": the Global Privacy Control is on
+        self.dnt: str | None = None
         self.x_forwarded_for: str | None = None
         self.forwarded: str | None = None
         self.x_real_ip: str | None = None

@@ -37,7 +37,8 @@ def split_settings(
 
     >>> split_settings({"site_id": "abc", "cors_origins": "https://a.test"}, where="SKOPOS")
     SplitSettings(endpoint=EndpointConfig(event_path='/api/event', script_path='/skopos.js', \
-max_body_bytes=16384, cors_origins=('https://a.test',)), sdk_options={'site_id': 'abc'}, flags={})
+max_body_bytes=16384, cors_origins=('https://a.test',), collect_path='/collect'), \
+sdk_options={'site_id': 'abc'}, flags={})
     """
     if not isinstance(raw, Mapping):
         raise ConfigurationError(f"{where} must be a dict, not {type(raw).__name__}")

@@ -1,10 +1,11 @@
-"""Skopos for any ASGI app: serve the event endpoint and the client script.
+"""Skopos for any ASGI app: serve the event endpoints and the client script.
 
 Example (Starlette, FastAPI, Quart, Django's ASGI handler... any ASGI callable)::
 
     from skopos.integrations.asgi import SkoposMiddleware
 
-    app = SkoposMiddleware(app, skopos)  # POST /api/event, GET /skopos.js
+    app = SkoposMiddleware(app, skopos)  # POST /api/event, GET /skopos.js,
+    # POST /collect and GET /collect/health (the official client script's endpoint)
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from skopos.integrations.endpoint import (
     EndpointConfig,
     Response,
     accept,
+    accept_collect,
+    collect_health,
+    collect_precheck,
     precheck,
     script_response,
+    site_hosts,
 )
 from skopos.integrations.wsgi import SdkSource, resolve_sdk
 
@@ -70,7 +75,8 @@ async def send_response(send: Send, response: Response) -> None:
 
 
 class SkoposMiddleware:
-    """Answers ``config.event_path`` and ``config.script_path``; passes the rest to ``app``.
+    """Answers ``config.event_path``, ``config.script_path`` and ``config.collect_path``
+    (with its ``/health``); passes the rest to ``app``.
 
     With ``app=None`` it is a standalone ASGI app that answers 404 elsewhere.
     """
@@ -89,6 +95,13 @@ class SkoposMiddleware:
             if path == self.config.event_path:
                 await send_response(send, await self.event(scope, receive))
                 return
+            if self.config.collect_path is not None:
+                if path == self.config.collect_path:
+                    await send_response(send, await self.collect(scope, receive))
+                    return
+                if path == self.config.health_path:
+                    await send_response(send, self.health(scope))
+                    return
             if (
                 self.config.script_path
                 and path == self.config.script_path
@@ -118,3 +131,28 @@ class SkoposMiddleware:
         if body is None:
             return Response(413)
         return accept(self.config, sdk, scope, headers, body)
+
+    async def collect(self, scope: Scope, receive: Receive) -> Response:
+        """Handle one request to ``/collect`` (the official client script's endpoint)."""
+        headers = _headers(scope)
+        sdk = resolve_sdk(self.sdk)
+        hosts = site_hosts(sdk)
+        early = collect_precheck(self.config, scope.get("method", "GET"), headers, hosts)
+        if early is not None:
+            return early
+        if sdk is None:
+            return Response(503)
+        body = await read_body(receive, self.config.max_body_bytes)
+        if body is None:
+            return Response(413)
+        return accept_collect(self.config, sdk, scope, headers, body)
+
+    def health(self, scope: Scope) -> Response:
+        """Answer ``/collect/health``."""
+        method = scope.get("method", "GET")
+        if method not in ("GET", "HEAD"):
+            return Response(405, [("Allow", "GET, HEAD")])
+        sdk = resolve_sdk(self.sdk)
+        hosts = site_hosts(sdk)
+        response = collect_health(self.config, _headers(scope), hosts)
+        return Response(response.status, response.headers) if method == "HEAD" else response

@@ -7,7 +7,7 @@ Example::
 
     app = Flask(__name__)
     app.config["SKOPOS"] = {"site_id": "abc123"}  # merged over SKOPOS_* environment variables
-    skopos = Skopos(app)  # POST /api/event, GET /skopos.js
+    skopos = Skopos(app)  # POST /api/event, GET /skopos.js, POST /collect, GET /collect/health
 
     @app.post("/signup")
     def signup() -> str:
@@ -19,9 +19,9 @@ factory. An SDK you created yourself: ``Skopos(app, sdk=sdk)``.
 
 ``app.config["SKOPOS"]`` holds the ``SkoposSDK.init`` options (anything not given there comes
 from ``SKOPOS_*`` environment variables) and, optionally, the ``EndpointConfig`` keys
-``event_path``, ``script_path``, ``max_body_bytes`` and ``cors_origins``; ``Skopos(app,
-config=EndpointConfig(...))`` replaces those. Unknown keys raise ``ConfigurationError`` in
-``init_app``.
+``event_path``, ``script_path``, ``collect_path``, ``max_body_bytes`` and ``cors_origins``;
+``Skopos(app, config=EndpointConfig(...))`` replaces those. Unknown keys raise
+``ConfigurationError`` in ``init_app``.
 
 **The SDK's lifetime.** The extension starts the SDK on first use (the first event request or
 the first ``skopos.sdk``), once per process, and not when the app is created: ``flask
@@ -66,8 +66,12 @@ from skopos.integrations.endpoint import (
     EndpointConfig,
     Response,
     accept,
+    accept_collect,
+    collect_health,
+    collect_precheck,
     precheck,
     script_response,
+    site_hosts,
 )
 
 __all__ = ["Skopos"]
@@ -90,7 +94,7 @@ def _flask_response(response: Response) -> flask.Response:
 
 
 class Skopos:
-    """The Flask extension: a ``skopos`` blueprint with the event endpoint and the script.
+    """The Flask extension: a ``skopos`` blueprint with the event endpoints and the script.
 
     ``sdk``: an SDK you started yourself (else one is started on first use, from
     ``app.config["SKOPOS"]`` and ``SKOPOS_*``); ``config``: the endpoint's paths, body
@@ -206,6 +210,37 @@ class Skopos:
         def script() -> flask.Response:
             return _flask_response(script_response(_endpoint_headers()))
 
+        def collect() -> flask.Response:
+            headers = _endpoint_headers()
+            method = request.method
+            sdk = lazy.peek()
+            if sdk is None and method == "OPTIONS":
+                # Which pages may post depends on the sites the SDK serves: start it.
+                response = lazy.run(
+                    lambda started: collect_precheck(config, method, headers, site_hosts(started))
+                )
+            else:
+                response = collect_precheck(config, method, headers, site_hosts(sdk))
+            if response is not None:
+                return _flask_response(response)
+            environ = request.environ
+            if request.content_length is None and not environ.get("wsgi.input_terminated"):
+                return _flask_response(Response(411))
+            body = request.stream.read(config.max_body_bytes + 1)
+            return _flask_response(
+                lazy.run(
+                    lambda started: (
+                        Response(503)
+                        if started is None
+                        else accept_collect(config, started, environ, headers, body)
+                    )
+                )
+            )
+
+        def collect_status() -> flask.Response:
+            hosts = site_hosts(lazy.peek())
+            return _flask_response(collect_health(config, _endpoint_headers(), hosts))
+
         # OPTIONS is ours: a CORS preflight needs precheck's headers, not Flask's default.
         blueprint.add_url_rule(
             config.event_path,
@@ -216,4 +251,15 @@ class Skopos:
         )
         if config.script_path:
             blueprint.add_url_rule(config.script_path, "script", script, methods=["GET"])
+        if config.collect_path is not None and config.health_path is not None:
+            blueprint.add_url_rule(
+                config.collect_path,
+                "collect",
+                collect,
+                methods=["POST", "OPTIONS"],
+                provide_automatic_options=False,
+            )
+            blueprint.add_url_rule(
+                config.health_path, "collect_health", collect_status, methods=["GET"]
+            )
         return blueprint

@@ -6,7 +6,8 @@ FastAPI (Starlette is the same with ``Starlette(routes=[...], lifespan=skopos)``
     from skopos.integrations.starlette import skopos_lifespan, skopos_routes
 
     skopos = skopos_lifespan()  # options from SKOPOS_* env; keywords override them
-    app = FastAPI(lifespan=skopos, routes=skopos_routes(skopos))  # POST /api/event, GET /skopos.js
+    app = FastAPI(lifespan=skopos, routes=skopos_routes(skopos))  # POST /api/event, GET /skopos.js,
+    # POST /collect and GET /collect/health (the official client script's endpoint)
 
     @app.post("/checkout")
     async def checkout(request: Request) -> dict[str, bool]:
@@ -52,8 +53,12 @@ from skopos.integrations.endpoint import (
     EndpointConfig,
     Response,
     accept,
+    accept_collect,
+    collect_health,
+    collect_precheck,
     precheck,
     script_response,
+    site_hosts,
 )
 from skopos.integrations.wsgi import SdkSource, resolve_sdk
 
@@ -162,14 +167,16 @@ def _starlette_response(response: Response, *, head: bool = False) -> StarletteR
 def skopos_routes(
     sdk: SdkSource | SkoposLifespan, config: EndpointConfig | None = None
 ) -> list[BaseRoute]:
-    """Routes for the event endpoint (POST, OPTIONS) and the client script (GET, HEAD).
+    """Routes for the event endpoint (POST, OPTIONS), the client script (GET, HEAD) and
+    the official client script's ``/collect`` (POST, OPTIONS) with its health (GET, HEAD).
 
     They are ``starlette.routing.Route`` objects, typed as ``BaseRoute`` because FastAPI's
     ``routes`` parameter is a ``list[BaseRoute]``.
 
     ``sdk`` is an SDK, a ``SkoposLifespan``, or a function returning the SDK (None while it
     is not started: the endpoint then answers 503). ``config`` (default ``EndpointConfig()``)
-    sets the paths, the body limit and CORS; ``script_path=None`` leaves the script out.
+    sets the paths, the body limit and CORS; ``script_path=None`` leaves the script out,
+    ``collect_path=None`` leaves ``/collect`` out.
 
     Example::
 
@@ -196,6 +203,28 @@ def skopos_routes(
     async def skopos_script(request: Request) -> StarletteResponse:
         return _starlette_response(script_response(request.headers), head=request.method == "HEAD")
 
+    async def skopos_collect(request: Request) -> StarletteResponse:
+        headers = request.headers
+        current = resolve_sdk(source)
+        hosts = site_hosts(current)
+        response = collect_precheck(config, request.method, headers, hosts)
+        if response is None:
+            if current is None:
+                response = Response(503)
+            else:
+                body = await read_body(request.receive, config.max_body_bytes)
+                if body is None:
+                    response = Response(413)
+                else:
+                    response = accept_collect(config, current, request.scope, headers, body)
+        return _starlette_response(response)
+
+    async def skopos_collect_health(request: Request) -> StarletteResponse:
+        current = resolve_sdk(source)
+        hosts = site_hosts(current)
+        response = collect_health(config, request.headers, hosts)
+        return _starlette_response(response, head=request.method == "HEAD")
+
     routes: list[BaseRoute] = [
         Route(
             config.event_path,
@@ -215,4 +244,21 @@ def skopos_routes(
                 include_in_schema=False,
             )
         )
+    if config.collect_path is not None and config.health_path is not None:
+        routes += [
+            Route(
+                config.collect_path,
+                skopos_collect,
+                methods=["POST", "OPTIONS"],
+                name="skopos_collect",
+                include_in_schema=False,
+            ),
+            Route(
+                config.health_path,
+                skopos_collect_health,
+                methods=["GET", "HEAD"],
+                name="skopos_collect_health",
+                include_in_schema=False,
+            ),
+        ]
     return routes

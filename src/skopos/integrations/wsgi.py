@@ -1,4 +1,4 @@
-"""Skopos for any WSGI app: serve the event endpoint and the client script.
+"""Skopos for any WSGI app: serve the event endpoints and the client script.
 
 Example (Flask, Django, Bottle, Pyramid... any WSGI callable)::
 
@@ -6,7 +6,8 @@ Example (Flask, Django, Bottle, Pyramid... any WSGI callable)::
     from skopos.integrations.wsgi import SkoposMiddleware
 
     skopos = SkoposSDK.init()  # options from SKOPOS_* environment variables
-    application = SkoposMiddleware(application, skopos)  # POST /api/event, GET /skopos.js
+    application = SkoposMiddleware(application, skopos)  # POST /api/event, GET /skopos.js,
+    # POST /collect and GET /collect/health (the official client script's endpoint)
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from skopos.integrations.endpoint import (
     EndpointConfig,
     Response,
     accept,
+    accept_collect,
+    collect_health,
+    collect_precheck,
     content_length,
     precheck,
     script_response,
+    site_hosts,
 )
 
 __all__ = ["SdkSource", "SkoposMiddleware", "resolve_sdk"]
@@ -61,7 +66,8 @@ def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
 
 
 class SkoposMiddleware:
-    """Answers ``config.event_path`` and ``config.script_path``; passes the rest to ``app``.
+    """Answers ``config.event_path``, ``config.script_path`` and ``config.collect_path``
+    (with its ``/health``); passes the rest to ``app``.
 
     With ``app=None`` it is a standalone WSGI app that answers 404 elsewhere.
     """
@@ -78,6 +84,11 @@ class SkoposMiddleware:
         method = environ.get("REQUEST_METHOD", "GET")
         if path == self.config.event_path:
             return self._send(self._event(environ, method), start_response)
+        if self.config.collect_path is not None:
+            if path == self.config.collect_path:
+                return self._send(self._collect(environ, method), start_response)
+            if path == self.config.health_path:
+                return self._send(self._health(environ, method), start_response)
         if (
             self.config.script_path
             and path == self.config.script_path
@@ -99,17 +110,45 @@ class SkoposMiddleware:
         sdk = resolve_sdk(self.sdk)
         if sdk is None:
             return Response(503)
+        body = self._body(environ, headers)
+        if isinstance(body, Response):
+            return body
+        return accept(self.config, sdk, environ, headers, body)
+
+    def _collect(self, environ: dict[str, Any], method: str) -> Response:
+        headers = _headers(environ)
+        sdk = resolve_sdk(self.sdk)
+        early = collect_precheck(self.config, method, headers, site_hosts(sdk))
+        if early is not None:
+            return early
+        if sdk is None:
+            return Response(503)
+        body = self._body(environ, headers)
+        if isinstance(body, Response):
+            return body
+        return accept_collect(self.config, sdk, environ, headers, body)
+
+    def _health(self, environ: dict[str, Any], method: str) -> Response:
+        if method not in ("GET", "HEAD"):
+            return Response(405, [("Allow", "GET, HEAD")])
+        sdk = resolve_sdk(self.sdk)
+        hosts = site_hosts(sdk)
+        response = collect_health(self.config, _headers(environ), hosts)
+        return Response(response.status, response.headers) if method == "HEAD" else response
+
+    def _body(self, environ: dict[str, Any], headers: dict[str, str]) -> bytes | Response:
+        """The request body (at most what Content-Length says), or 411 without a length."""
         length = content_length(headers)  # valid, or precheck answered 400
         stream = environ.get("wsgi.input")
         if stream is None:
-            body = b""
-        elif length is not None:
-            body = stream.read(length)
-        elif environ.get("wsgi.input_terminated"):
-            body = stream.read(self.config.max_body_bytes + 1)
-        else:
-            return Response(411)
-        return accept(self.config, sdk, environ, headers, body)
+            return b""
+        if length is not None:
+            body: bytes = stream.read(length)
+            return body
+        if environ.get("wsgi.input_terminated"):
+            capped: bytes = stream.read(self.config.max_body_bytes + 1)
+            return capped
+        return Response(411)
 
     @staticmethod
     def _send(response: Response, start_response: StartResponse) -> Iterable[bytes]:

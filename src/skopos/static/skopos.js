@@ -17,6 +17,9 @@
  *   data-track-outbound="false"   no "outbound" click events
  *   data-track-downloads="false"  no "download" click events
  *   data-track-errors="false"     no "jsError" events
+ *   data-client-hints="true"      ask the browser for its device model (a high-entropy client
+ *                                 hint, Chromium only) and send it as clientHints.model, so
+ *                                 tablets are told from phones; off unless the site opts in
  *
  * JavaScript API:
  *   skopos('event', name, data)   custom event; data (optional, a flat object) is its customData
@@ -96,6 +99,7 @@
           language: n.language
         };
         for (var k in extra) body[k] = extra[k];
+        if (model) body.clientHints = { model: model };
         var json = JSON.stringify(body);
         // sendBeacon returns false when the browser refuses to queue it (e.g. too large).
         if (!(n.sendBeacon && n.sendBeacon(endpoint, new Blob([json], { type: 'text/plain' })))) {
@@ -113,6 +117,17 @@
         }
       } catch (x) {}
     };
+
+    var model; // the device model, when the site opts in to high-entropy client hints
+    var hinted; // a promise settled once the model is known (or cannot be)
+    if (attr('client-hints') == 'true' && n.userAgentData && n.userAgentData.getHighEntropyValues) {
+      hinted = n.userAgentData
+        .getHighEntropyValues(['model'])
+        .then(function (values) {
+          model = values.model || undefined;
+        })
+        .catch(noop);
+    }
 
     var event = function (name, data) {
       if (typeof name == 'string' && name) {
@@ -195,6 +210,11 @@
       });
       // A prerendered page is counted when the user actually navigates to it.
       if (d.prerendering) on(d, 'prerenderingchange', pageview);
+      else if (hinted) hinted.then(function () {
+        try {
+          pageview(); // the first page view carries the model: it decides the session's device
+        } catch (x) {}
+      });
       else pageview();
     }
 

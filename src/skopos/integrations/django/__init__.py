@@ -22,8 +22,10 @@ A view that records a backend event::
 the integration:
 
 - ``event_path`` (``"/api/event"``), ``script_path`` (``"/skopos.js"``; ``None``: no script
-  route), ``max_body_bytes`` (16384), ``cors_origins`` (``[]``: same origin only; ``["*"]``:
-  any): see ``skopos.integrations.endpoint.EndpointConfig``. The paths are relative to where
+  route), ``collect_path`` (``"/collect"``, the official client script's endpoint, with
+  ``/collect/health``; ``None``: not served), ``max_body_bytes`` (16384), ``cors_origins``
+  (``[]``: same origin only; ``["*"]``: any): see
+  ``skopos.integrations.endpoint.EndpointConfig``. The paths are relative to where
   the urls are included: include them at the root.
 - ``async_views`` (``False``): route to the ``async def`` views; set it when serving with an
   ASGI server (uvicorn, daphne...), where a sync view costs a thread hop per request.
