@@ -129,6 +129,7 @@ class SkoposSDK:
         if wait:
             runtime.connect()
         self._runtime = runtime
+        self._origin_hosts: frozenset[str] | None = None  # collect_origin_hosts, once known
         self._closed = False
         self._close_lock = threading.Lock()
         self._queue_full_logged = 0.0
@@ -163,7 +164,10 @@ class SkoposSDK:
         not make browsers refuse to send: the worker drops messages for sites it does not
         serve, or from pages off their site's domain, whatever the origin said. The
         integrations' CORS answers use it."""
-        hosts = self._current().collect_origin_hosts
+        hosts = self._origin_hosts
+        if hosts is None:  # not known yet: ask the runtime (no fork check: a forked
+            # child's runtime starts with its parent's hosts, and os.getpid is a system call)
+            hosts = self._origin_hosts = self._runtime.collect_origin_hosts
         return _ANY_HOST if hosts is None else hosts
 
     # -- construction ----------------------------------------------------------------
