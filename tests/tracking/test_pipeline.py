@@ -177,6 +177,24 @@ def test_a_collect_batch_becomes_activities_of_our_visitor() -> None:
     assert abs(first.at - time.time()) < 60  # the call's time, not the client's ts (2026-01-01)
 
 
+def test_both_scripts_referrers_are_kept_as_the_traffic_source_sessions_store() -> None:
+    # One place (Pipeline._finish) makes a referrer what PocketBase stores, for our script
+    # and the official one alike: no query, nothing for the site's own pages.
+    pipeline = _collect_pipeline(TRACKING_ID=_site())
+    for referrer, kept in [
+        ("https://news.example.org/a?token=s3cret#x", "https://news.example.org/a"),
+        (f"https://www.{COLLECT_DOMAIN}/pricing?q=1", None),
+    ]:
+        page = {"type": "pageView", "url": f"https://{COLLECT_DOMAIN}/", "referrer": referrer}
+        api = pipeline.prepare(
+            TrackCall("api", "TRACKING_ID", capture_request(environ("8.8.8.8")), page)
+        )
+        assert isinstance(api, Activity)
+        collected = _collect(pipeline, batch(collect_page_view(), ref=referrer))
+        assert isinstance(collected, Expanded)
+        assert api.referrer == collected.activities[0].referrer == kept, referrer
+
+
 def test_collect_message_types_map_onto_our_activities() -> None:
     pipeline = _collect_pipeline(TRACKING_ID=_site())
     crumbs = [breadcrumb("navigation", "Navigated to /", data={"from": "/a", "to": "/"})]

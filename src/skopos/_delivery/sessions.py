@@ -44,7 +44,6 @@ from skopos._pocketbase.dates import parse_pb_date, pb_date
 from skopos._pocketbase.filter import any_of, pb_filter
 from skopos._tracking.activity import Activity
 from skopos._tracking.campaigns import campaign
-from skopos._tracking.hosts import traffic_source
 from skopos._tracking.identity import derive_record_id
 
 __all__ = ["LiveSession", "Sessionizer", "session_id"]
@@ -374,7 +373,7 @@ def _session_fields(first: Activity) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "website": first.site.record_id,
         "entryPath": first.path,
-        "referrer": traffic_source(first.referrer, first.site.domain),
+        "referrer": first.referrer or "",  # a traffic source already (Pipeline._finish)
         "browser": client.browser if client else "",
         "os": client.os if client else "",
         "device": client.device if client else "",

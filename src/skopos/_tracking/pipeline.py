@@ -193,13 +193,17 @@ class Pipeline:
         activity.previous_visitor_id = activity.previous_visitor_record_id = None
 
     def _finish(self, activity: Activity) -> Activity | str:
-        """No personal data: scrubbing, then the site's own hook."""
+        """No personal data: scrubbing, then the site's own hook. What is kept (and journaled
+        with a spool) is what PocketBase stores: the URL's query cut to the allowlist (the
+        campaign parameters a session stores), the referrer as a traffic source (no query,
+        none for the site's own pages)."""
         scrub = self._scrubber
         activity.path = scrub.path(activity.path)
         if activity.url:
             activity.url = scrub.url(activity.url)
         if activity.referrer:
-            activity.referrer = scrub.url(activity.referrer) or None
+            source = traffic_source(activity.referrer, activity.site.domain)
+            activity.referrer = scrub.url(source) or None
         if activity.type != "identify" and activity.data is not None:
             data = validate_custom_data(scrub.data(activity.data))
             if isinstance(data, Rejection):  # scrubbing grew it past a bound: rare
@@ -325,11 +329,8 @@ class Pipeline:
             visitor_record_id="",
             at=call.at,
             path=payload.path,
-            # Only what PocketBase stores is kept (and journaled with a spool): the referrer
-            # without query or fragment here; the URL's query is cut to the allowlist (the
-            # campaign parameters a session stores) by ``_finish``.
             url=payload.url,
-            referrer=traffic_source(payload.referrer, site.domain) or None,
+            referrer=payload.referrer,
             name=payload.name if payload.type != "jsError" else None,
             data=payload.custom_data if payload.type != "jsError" else None,
             client=browser.client,

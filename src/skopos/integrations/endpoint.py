@@ -35,7 +35,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_COLLECT_PATH",
     "DEFAULT_EVENT_PATH",
     "DEFAULT_SCRIPT_PATH",
+    "Accept",
     "EndpointConfig",
     "Response",
     "accept",
@@ -233,6 +234,10 @@ def precheck(
     if length is not None and length > config.max_body_bytes:
         return Response(413, cors)
     return None
+
+
+# ``accept`` or ``accept_collect``: what an adapter hands a body it read.
+Accept = Callable[[EndpointConfig, SkoposSDK, object, Mapping[str, str], bytes], Response]
 
 
 def accept(

@@ -63,6 +63,7 @@ from skopos._sdk import SkoposSDK, install_sigterm_handler
 from skopos.integrations._lazy import LazySdk
 from skopos.integrations._settings import split_settings
 from skopos.integrations.endpoint import (
+    Accept,
     EndpointConfig,
     Response,
     accept,
@@ -187,11 +188,9 @@ class Skopos:
         lazy = self._source()
         blueprint = Blueprint("skopos", __name__)
 
-        def event() -> flask.Response:
-            headers = _endpoint_headers()
-            response = precheck(config, request.method, headers)
-            if response is not None:
-                return _flask_response(response)
+        def queued(headers: dict[str, str], queue: Accept) -> flask.Response:
+            """The body read (at most the limit) and handed to ``queue`` (the SDK started
+            if need be): 411 without a length, 503 when the SDK cannot start."""
             environ = request.environ
             if request.content_length is None and not environ.get("wsgi.input_terminated"):
                 return _flask_response(Response(411))
@@ -200,12 +199,17 @@ class Skopos:
             return _flask_response(
                 lazy.run(
                     lambda sdk: (
-                        Response(503)
-                        if sdk is None
-                        else accept(config, sdk, environ, headers, body)
+                        Response(503) if sdk is None else queue(config, sdk, environ, headers, body)
                     )
                 )
             )
+
+        def event() -> flask.Response:
+            headers = _endpoint_headers()
+            response = precheck(config, request.method, headers)
+            if response is not None:
+                return _flask_response(response)
+            return queued(headers, accept)
 
         def script() -> flask.Response:
             return _flask_response(script_response(_endpoint_headers()))
@@ -223,19 +227,7 @@ class Skopos:
                 response = collect_precheck(config, method, headers, site_hosts(sdk))
             if response is not None:
                 return _flask_response(response)
-            environ = request.environ
-            if request.content_length is None and not environ.get("wsgi.input_terminated"):
-                return _flask_response(Response(411))
-            body = request.stream.read(config.max_body_bytes + 1)
-            return _flask_response(
-                lazy.run(
-                    lambda started: (
-                        Response(503)
-                        if started is None
-                        else accept_collect(config, started, environ, headers, body)
-                    )
-                )
-            )
+            return queued(headers, accept_collect)
 
         def collect_status() -> flask.Response:
             hosts = site_hosts(lazy.peek())

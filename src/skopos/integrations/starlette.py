@@ -50,6 +50,7 @@ from skopos._config import check_options
 from skopos._sdk import SkoposSDK
 from skopos.integrations.asgi import read_body
 from skopos.integrations.endpoint import (
+    Accept,
     EndpointConfig,
     Response,
     accept,
@@ -185,19 +186,19 @@ def skopos_routes(
     config = config or EndpointConfig()
     source: SdkSource = sdk.current if isinstance(sdk, SkoposLifespan) else sdk
 
+    async def queued(request: Request, current: SkoposSDK | None, queue: Accept) -> Response:
+        """The body read (at most the limit) and handed to ``queue``: 503 without an SDK."""
+        if current is None:
+            return Response(503)
+        body = await read_body(request.receive, config.max_body_bytes)
+        if body is None:
+            return Response(413)
+        return queue(config, current, request.scope, request.headers, body)
+
     async def skopos_event(request: Request) -> StarletteResponse:
-        headers = request.headers
-        response = precheck(config, request.method, headers)
+        response = precheck(config, request.method, request.headers)
         if response is None:
-            current = resolve_sdk(source)
-            if current is None:
-                response = Response(503)
-            else:
-                body = await read_body(request.receive, config.max_body_bytes)
-                if body is None:
-                    response = Response(413)
-                else:
-                    response = accept(config, current, request.scope, headers, body)
+            response = await queued(request, resolve_sdk(source), accept)
         return _starlette_response(response)
 
     async def skopos_script(request: Request) -> StarletteResponse:
@@ -209,14 +210,7 @@ def skopos_routes(
         hosts = site_hosts(current)
         response = collect_precheck(config, request.method, headers, hosts)
         if response is None:
-            if current is None:
-                response = Response(503)
-            else:
-                body = await read_body(request.receive, config.max_body_bytes)
-                if body is None:
-                    response = Response(413)
-                else:
-                    response = accept_collect(config, current, request.scope, headers, body)
+            response = await queued(request, current, accept_collect)
         return _starlette_response(response)
 
     async def skopos_collect_health(request: Request) -> StarletteResponse:
