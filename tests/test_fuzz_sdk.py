@@ -227,10 +227,35 @@ def test_hostile_calls_never_raise_and_only_valid_records_land(
     sdk.track_collect(data.draw(st.just(browser) | requests()), data.draw(collect_bodies(site)))
 
 
+def known_hostile_bodies(site: Website) -> list[bytes]:
+    """One ``/collect`` body for each way the fuzzing must be seen to count, whatever
+    Hypothesis drew (its CI profile draws the same examples on every run, and which ones
+    depends on its version): each malformed body, and a kept message with a bad item."""
+
+    def wrapped(d: Any, v: Any = 1) -> bytes:
+        return json.dumps({"_d": d, "_v": v}).encode()
+
+    kept_with_a_bad_item = {
+        "type": "batch",
+        "sid": site.tracking_id,
+        "url": f"https://{site.domain}/known",
+        "events": [{"t": "pv"}, {"t": "dl"}],
+    }
+    return [
+        wrapped("not base64!"),
+        wrapped(base64.b64encode(b"\xff\xfe").decode()),
+        wrapped(obfuscate("{not json")),
+        wrapped("e30=", 2),
+        wrapped(obfuscate(json.dumps(kept_with_a_bad_item))),
+    ]
+
+
 def test_after_fuzzing_the_worker_is_alive_and_records_are_valid(
     fuzz_target: tuple[SkoposSDK, Website, PocketBaseClient],
 ) -> None:
     sdk, site, pb = fuzz_target
+    for body in known_hostile_bodies(site):
+        sdk.track_collect(environ("198.51.100.7"), body)
     assert sdk.flush(timeout=30)  # strict: re-raises any internal error of the worker
     stats = sdk.stats()
     assert stats.accepted == stats.written + sum(stats.dropped.values())
