@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from skopos._admin.setup import Website, new_tracking_id
+from skopos._admin.setup import Website, create_website
 from skopos._pocketbase.client import PocketBaseClient
 from tests._support.paths import ROOT
 from tests._support.pocketbase_server import PocketBaseServer
@@ -137,19 +137,7 @@ STOP_TIMEOUT = 10.0
 
 def new_website(pb: PocketBaseClient, name: str, domain: str) -> Website:
     """Always a new website: ``ensure_website`` would return the earlier one of this domain."""
-    record = pb.create_record(
-        "websites",
-        {
-            "name": name,
-            "domain": domain,
-            "trackingId": new_tracking_id(),
-            "isArchived": False,
-            "disableLocalhostTracking": False,
-            "storeRawIp": False,
-            "ipBlacklist": [],
-        },
-    )
-    return Website(record["id"], name, domain, record["trackingId"], created=True)
+    return create_website(pb, name, domain)
 
 
 def example_environment(

@@ -25,6 +25,7 @@ __all__ = [
     "SetupReport",
     "Website",
     "apply_schema",
+    "create_website",
     "ensure_batch_api",
     "ensure_website",
     "list_collections",
@@ -160,6 +161,14 @@ def ensure_website(
     )
     if found is not None:
         return Website(found["id"], found["name"], domain, found["trackingId"], created=False)
+    return create_website(client, name, domain, owner_email=owner_email)
+
+
+def create_website(
+    client: PocketBaseClient, name: str, domain: str, *, owner_email: str | None = None
+) -> Website:
+    """A new website for ``domain`` with a fresh tracking id, even if another website has
+    that domain (``ensure_website`` reuses it instead)."""
     record: dict[str, Any] = {
         "name": name or domain,
         "domain": domain,
