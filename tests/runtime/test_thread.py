@@ -116,4 +116,4 @@ def test_gunicorn_preload_with_four_workers_delivers_every_event(
     workers = {line for line in stderr.decode().splitlines() if "Booting worker with pid" in line}
     assert len(workers) == 4
     paths = [e["path"] for e in site_events(pb, website.id)]
-    assert sorted(paths) == sorted(f"/g/{n}" for n in range(total))
+    assert sorted(paths) == sorted(f"/g/{n}" for n in range(total)), stderr.decode()[-4000:]

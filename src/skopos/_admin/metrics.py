@@ -279,7 +279,7 @@ def referrer_label(referrer: object) -> str:
 class _Clock:
     """PocketBase dates to epoch seconds, and epoch seconds to local days, both memoised.
 
-    ``parse_pb_date`` (strptime) would cost more than everything else per event. Dates are
+    ``parse_pb_date`` (a full date parse) would cost more than everything else per event. Dates are
     memoised by day (a period has few), local days by quarter hour (every UTC offset is a
     multiple of 15 minutes), at most ``_MAX_DAY_SLOTS`` of them (104 days' worth).
     """

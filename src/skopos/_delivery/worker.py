@@ -145,8 +145,17 @@ class Worker:
         """Write what it can within ``timeout`` seconds, drop and count the rest, and end."""
         self._stopping.request(timeout)
         self._queue.wake()
-        if self._thread is not None:
-            self._thread.join(timeout + 1.0)
+        if self._thread is None:
+            return
+        self._thread.join(timeout + 1.0)
+        if self._thread.is_alive():
+            # Stuck in a call that does not return: nothing will count what it holds.
+            logger.error(
+                "skopos: the worker did not stop within %.1f s of shutdown; %d accepted "
+                "tracking calls were not written or counted",
+                timeout + 1.0,
+                max(0, self._queue.accepted - self._ledger.acknowledged),
+            )
 
     # -- the loop -----------------------------------------------------------------------
 

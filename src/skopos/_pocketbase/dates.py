@@ -6,8 +6,6 @@ import datetime as dt
 
 __all__ = ["format_pb_date", "parse_pb_date", "pb_date"]
 
-_FORMAT = "%Y-%m-%d %H:%M:%S.%fZ"
-
 
 def format_pb_date(moment: dt.datetime) -> str:
     """``moment`` (naive means UTC) in PocketBase's format.
@@ -35,8 +33,15 @@ def parse_pb_date(value: str) -> float:
     >>> parse_pb_date("1970-01-01 00:00:01.250Z"), parse_pb_date("soon")
     (1.25, 0.0)
     """
+    # Not strptime: the worker thread parses dates, and strptime imports ``_strptime`` on
+    # first use and holds a lock of that module while parsing, either of which a fork()
+    # at that moment leaves held for good in the child (gunicorn --preload, uWSGI).
+    if not isinstance(value, str) or not value.endswith("Z"):
+        return 0.0
     try:
-        moment = dt.datetime.strptime(value, _FORMAT)
-    except (TypeError, ValueError):
+        moment = dt.datetime.fromisoformat(value[:-1])
+    except ValueError:
+        return 0.0
+    if moment.tzinfo is not None:
         return 0.0
     return moment.replace(tzinfo=dt.timezone.utc).timestamp()

@@ -22,6 +22,7 @@ from skopos._delivery.writer_thread import WriterThread
 from skopos._pocketbase.client import PocketBaseClient
 from skopos._queue import WorkQueue
 from skopos._runtime.base import keep_inherited
+from skopos._runtime.imports import import_what_threads_need
 from skopos._stats import InternalErrors, Ledger
 from skopos._tracking.activity import TrackCall
 from skopos._tracking.client_ip import TrustedProxies
@@ -140,6 +141,7 @@ class ThreadRuntime:
     @classmethod
     def open(cls, options: SkoposOptions) -> ThreadRuntime:
         """A runtime with a client and a salt book of its own (no I/O)."""
+        import_what_threads_need()
         client = new_client(options)
         return cls(options, client, SaltBook.of(client, options))
 

@@ -67,6 +67,7 @@ __all__ = [
     "BotDetector",
     "BotVerdict",
     "RequestSignals",
+    "import_crawler_list",
 ]
 
 # Stable reason codes: they name drop counters in ``stats()``. Add, never rename.
@@ -360,8 +361,14 @@ class _CrawlerList:
         )
 
 
+def import_crawler_list() -> None:
+    """Import the crawler list's data now, in the calling thread, without compiling it
+    (``skopos._runtime.imports`` says why)."""
+    import crawleruseragents  # type: ignore[import-untyped]  # noqa: F401
+
+
 def _load_crawler_patterns() -> list[str]:
-    import crawleruseragents  # type: ignore[import-untyped]
+    import crawleruseragents
 
     data: object = crawleruseragents.CRAWLER_USER_AGENTS_DATA
     if not isinstance(data, list):

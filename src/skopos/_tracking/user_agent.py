@@ -20,11 +20,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
 import ua_parser
-from ua_parser import Domain, Resolver
+from ua_parser import Domain, Matchers, Resolver
 
 from skopos._lru import LruCache
 
@@ -35,6 +36,7 @@ __all__ = [
     "ClientInfo",
     "DeviceType",
     "UserAgentParser",
+    "import_parser",
 ]
 
 MAX_USER_AGENT_LENGTH: Final = 512
@@ -99,15 +101,27 @@ _MOBILE_OS_FAMILIES: Final = frozenset(
 )
 
 
-def _build_resolver() -> Resolver:
-    # No ua-parser caching layer: we cache the mapped ClientInfo instead, which is smaller
-    # and skips the mapping on a hit.
+def _resolver_parts() -> tuple[Callable[[Matchers], Resolver], Matchers]:
+    """The resolver's class and the uap-core rules it takes: imported, not compiled."""
     try:
         from ua_parser import regex  # the Rust backend, from the ua-parser[regex] extra
     except ImportError:
         # Same results, pure Python, about 20 times slower (~1 ms per uncached parse).
-        return ua_parser.BasicResolver(ua_parser.load_builtins())
-    return regex.Resolver(ua_parser.load_lazy_builtins())
+        return ua_parser.BasicResolver, ua_parser.load_builtins()
+    return regex.Resolver, ua_parser.load_lazy_builtins()
+
+
+def import_parser() -> None:
+    """Import the parser's backend and rules now, in the calling thread, without compiling
+    them (``skopos._runtime.imports`` says why)."""
+    _resolver_parts()
+
+
+def _build_resolver() -> Resolver:
+    # No ua-parser caching layer: we cache the mapped ClientInfo instead, which is smaller
+    # and skips the mapping on a hit.
+    resolver_class, rules = _resolver_parts()
+    return resolver_class(rules)
 
 
 _resolver_lock = threading.Lock()
